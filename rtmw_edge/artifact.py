@@ -1,0 +1,120 @@
+"""An artifact is a folder holding one converted network and `metadata.json`, its sidecar.
+
+The sidecar says everything a later step needs (model, input size, preprocessing, keypoint layout,
+precision, backend, blob names, weights provenance, tool versions), so an artifact loads with no other
+arguments and a file that does not match its sidecar is caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+from rtmw_edge.errors import RtmwEdgeError
+
+METADATA_FILE = "metadata.json"
+FORMAT_VERSION = 1
+TOOLS = ("rtmw-edge", "torch", "onnx", "onnxruntime", "openvino", "nncf", "ncnn", "pnnx", "numpy",
+         "opencv-python-headless")
+# main model file per backend; the companions (weights) sit beside it
+MAIN_SUFFIX = {"onnxruntime": ".onnx", "openvino": ".xml", "ncnn": ".param"}
+
+
+@dataclass
+class ArtifactMeta:
+    """Sidecar of one artifact. `files` maps each file name in the folder to its sha256."""
+
+    kind: str  # "pose" or "detector"
+    model: str
+    backend: str
+    precision: str
+    main_file: str
+    files: dict[str, str]
+    input_name: str
+    output_names: list[str]
+    input_hw: list[int]
+    weights: dict
+    trained: bool
+    preprocessing: dict = field(default_factory=dict)
+    decoding: dict = field(default_factory=dict)
+    keypoints: dict = field(default_factory=dict)
+    verification: dict = field(default_factory=dict)
+    tools: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def label(self) -> str:
+        """Short name for tables: model, backend, precision and an 'untrained' mark when it applies."""
+        mark = "" if self.trained else " (untrained)"
+        return f"{self.model} {self.backend} {self.precision}{mark}"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    folder: Path
+    meta: ArtifactMeta
+
+    @property
+    def main_path(self) -> Path:
+        return self.folder / self.meta.main_file
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tool_versions() -> dict[str, str]:
+    """Installed versions of the tools that shape an artifact (absent ones are left out)."""
+    found = {"python": platform.python_version()}
+    for name in TOOLS:
+        try:
+            found[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def write_metadata(folder: Path, meta: ArtifactMeta) -> None:
+    """Hash every file of the folder into the sidecar and write it."""
+    meta.files = {p.name: sha256_file(p) for p in sorted(folder.iterdir())
+                  if p.is_file() and p.name != METADATA_FILE}
+    (folder / METADATA_FILE).write_text(json.dumps(asdict(meta), indent=2) + "\n")
+
+
+def load_artifact(path: str | Path, verify: bool = True) -> Artifact:
+    """Read an artifact from its folder or from its main file; with `verify`, check file hashes."""
+    path = Path(path)
+    if not path.exists():
+        raise RtmwEdgeError(f"{path} does not exist")
+    folder = path if path.is_dir() else path.parent
+    sidecar = folder / METADATA_FILE
+    if not sidecar.is_file():
+        raise RtmwEdgeError(f"{folder} has no {METADATA_FILE}: not an artifact made by rtmw-edge export")
+    try:
+        meta = ArtifactMeta(**json.loads(sidecar.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise RtmwEdgeError(f"{sidecar} is not a valid rtmw-edge metadata file ({exc})") from exc
+    if path.is_file() and path.name not in (meta.main_file, METADATA_FILE):
+        raise RtmwEdgeError(f"{path.name} is not the model file named in {sidecar} ({meta.main_file})")
+    artifact = Artifact(folder, meta)
+    if verify:
+        _verify_files(artifact)
+    return artifact
+
+
+def _verify_files(artifact: Artifact) -> None:
+    for name, expected in artifact.meta.files.items():
+        file = artifact.folder / name
+        if not file.is_file():
+            raise RtmwEdgeError(f"{file} is missing (named in {artifact.folder / METADATA_FILE})")
+        if sha256_file(file) != expected:
+            raise RtmwEdgeError(f"{file} does not match its metadata (sha256 differs): the file was changed "
+                                "after export; export it again")

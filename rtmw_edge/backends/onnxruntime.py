@@ -1,0 +1,107 @@
+"""ONNX Runtime runner: CPU by default, CUDA or TensorRT when asked and the installed build has them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from rtmw_edge.backends import as_batch, select_names
+from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.fileio import ensure_writable_dir
+
+# device -> execution providers in preference order; the first one must be available.
+_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+
+
+class OnnxRuntimeRunner:
+    """An ONNX model in one InferenceSession; a model exported with a fixed batch is run in chunks of it."""
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        path: Path,
+        threads: int | None = None,
+        device: str | None = None,
+        input_name: str | None = None,
+        output_names: Sequence[str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self._session = _session(self.path, threads, _providers(device))
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        self.input_name = select_names(list(inputs), [input_name] if input_name else None, "input", self.path)[0]
+        shape = inputs[self.input_name].shape
+        if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
+            raise RtmwEdgeError(f"{self.path}: input {self.input_name} must be NCHW with fixed C,H,W, got {shape}")
+        self.input_shape: tuple[int, int, int] = tuple(shape[1:])
+        self._fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        model_outputs = [o.name for o in self._session.get_outputs()]
+        self.output_names = select_names(model_outputs, output_names, "output", self.path)
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        batch = as_batch(batch, self.input_shape, self.path)
+        if self._fixed_batch is None or self._fixed_batch == len(batch):
+            return self._run_once(batch)
+        return _run_in_chunks(self._run_once, batch, self._fixed_batch)
+
+    def _run_once(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self._session.run(list(self.output_names), {self.input_name: batch})
+
+
+def _providers(device: str | None) -> list:
+    """Execution providers for `device`; fallbacks the build lacks are dropped, the first must be there."""
+    wanted = _PROVIDERS.get((device or "cpu").lower())
+    if wanted is None:
+        raise RtmwEdgeError(f"onnxruntime: unknown device {device!r}; choose one of {', '.join(_PROVIDERS)}")
+    available = ort.get_available_providers()
+    if wanted[0] not in available:
+        raise RtmwEdgeError(
+            f"onnxruntime: device {device!r} needs {wanted[0]}, which this onnxruntime build lacks; "
+            f"available providers: {', '.join(available)}"
+        )
+    return [_with_options(p) for p in wanted if p in available]
+
+
+def _with_options(provider: str) -> str | tuple[str, dict]:
+    """TensorRT builds engines for minutes: fp16 plus an on-disk engine cache makes that a one-time cost."""
+    if provider != "TensorrtExecutionProvider":
+        return provider
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = ensure_writable_dir(cache_home / "rtmw-edge" / "tensorrt")
+    return provider, {"trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
+
+
+def _session(path: Path, threads: int | None, providers: list) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime's load errors share no base class but Exception
+        raise RtmwEdgeError(f"onnxruntime cannot load {path}: {exc}") from exc
+    first = providers[0] if isinstance(providers[0], str) else providers[0][0]
+    if first not in session.get_providers():
+        raise RtmwEdgeError(f"onnxruntime could not start {first} for {path}; it runs on {session.get_providers()}")
+    return session
+
+
+def _run_in_chunks(run: Callable[[np.ndarray], list[np.ndarray]], batch: np.ndarray, size: int) -> list[np.ndarray]:
+    """Feed a fixed-batch model `size` images at a time, zero-padding the last chunk and trimming its outputs."""
+    parts = []
+    for start in range(0, len(batch), size):
+        chunk = batch[start : start + size]
+        count = len(chunk)
+        if count < size:
+            chunk = np.concatenate([chunk, np.zeros((size - count, *chunk.shape[1:]), chunk.dtype)])
+        parts.append([out[:count] for out in run(chunk)])
+    return [np.concatenate(outs) for outs in zip(*parts, strict=True)]

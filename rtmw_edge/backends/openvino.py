@@ -1,0 +1,77 @@
+"""OpenVINO runner for IR (.xml + .bin): CPU by default, GPU or NPU when the machine has them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+
+from rtmw_edge.backends import as_batch, select_names
+from rtmw_edge.errors import RtmwEdgeError
+
+
+class OpenVinoRunner:
+    """An IR compiled once with a free batch axis, run through one reused infer request."""
+
+    backend = "openvino"
+
+    def __init__(
+        self,
+        path: Path,
+        threads: int | None = None,
+        device: str | None = None,
+        input_name: str | None = None,
+        output_names: Sequence[str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        core = ov.Core()
+        device = _check_device(core, device or "CPU")
+        model = _read(core, self.path)
+        inputs = [i.get_any_name() for i in model.inputs]
+        self.input_name = select_names(inputs, [input_name] if input_name else None, "input", self.path)[0]
+        self.input_shape = _free_batch(model, self.input_name, self.path)
+        outputs = [o.get_any_name() for o in model.outputs]
+        self.output_names = select_names(outputs, output_names, "output", self.path)
+        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+        if device == "CPU":
+            # CPUs with bf16 units default to bf16, which moves boxes by pixels; results must match ONNX's.
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = core.compile_model(model, device, config)
+        self._ports = [compiled.output(name) for name in self.output_names]
+        self._request = compiled.create_infer_request()
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        self._request.infer({self.input_name: as_batch(batch, self.input_shape, self.path)})
+        # The request reuses its output buffers on the next call, so hand out copies.
+        return [self._request.get_tensor(port).data.copy() for port in self._ports]
+
+
+def _check_device(core: ov.Core, device: str) -> str:
+    """Reject a device this machine lacks before compiling, with the ones it has."""
+    device = device.upper()
+    available = list(core.available_devices)
+    if device not in available and device not in {d.split(".")[0] for d in available}:
+        raise RtmwEdgeError(f"openvino: device {device!r} is not available; available devices: {', '.join(available)}")
+    return device
+
+
+def _read(core: ov.Core, path: Path) -> ov.Model:
+    try:
+        return core.read_model(str(path))
+    except RuntimeError as exc:
+        raise RtmwEdgeError(f"openvino cannot read {path} (is its .bin beside it?): {exc}") from exc
+
+
+def _free_batch(model: ov.Model, input_name: str, path: Path) -> tuple[int, int, int]:
+    """Make the batch axis dynamic so one compiled model takes any N; return the fixed (C, H, W)."""
+    shape = model.input(input_name).get_partial_shape()
+    if shape.rank.is_dynamic or len(shape) != 4 or not all(d.is_static for d in list(shape)[1:]):
+        raise RtmwEdgeError(f"{path}: input {input_name} must be NCHW with fixed C,H,W, got {shape}")
+    if shape[0].is_static:
+        shape[0] = ov.Dimension(-1)
+        model.reshape({input_name: shape})
+    return tuple(d.get_length() for d in list(shape)[1:])

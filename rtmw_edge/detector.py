@@ -1,0 +1,134 @@
+"""Person boxes from an RTMDet detector on any backend: the top-down pose model needs one box per person.
+
+The output layout is read from the outputs themselves (RTMDet's raw three-level head, or mmdeploy's end-to-end
+`dets`/`labels`), so nothing here depends on which backend runs the network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from rtmw_edge.backends import open_runner
+from rtmw_edge.errors import RtmwEdgeError
+
+MEAN_BGR = np.array([103.53, 116.28, 123.675], np.float32)
+STD_BGR = np.array([57.375, 57.12, 58.395], np.float32)
+PAD_VALUE = 114
+
+
+class Detector:
+    """`detect(image)` gives [K,5] boxes (x1, y1, x2, y2, score) in image pixels, best first."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        backend: str | None = None,
+        score_threshold: float = 0.3,
+        nms_iou: float = 0.45,
+        threads: int | None = None,
+        device: str | None = None,
+        **options,
+    ) -> None:
+        self.runner = open_runner(path, backend, threads=threads, device=device, **options)
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        image = as_bgr(image)
+        size = self.runner.input_shape[1:]
+        batch, ratio = letterbox(image, size)
+        boxes, scores = _decode(self.runner.run(batch), size)
+        above = scores > self.score_threshold
+        boxes, scores = boxes[above], scores[above]
+        keep = nms(boxes, scores, self.nms_iou)
+        boxes = boxes[keep] / ratio
+        height, width = image.shape[:2]
+        np.clip(boxes[:, 0::2], 0, width, out=boxes[:, 0::2])
+        np.clip(boxes[:, 1::2], 0, height, out=boxes[:, 1::2])
+        return np.concatenate([boxes, scores[keep, None]], axis=1).astype(np.float32)
+
+
+def as_bgr(image: np.ndarray) -> np.ndarray:
+    """Gray and BGRA images become BGR, the only layout the network was trained on."""
+    image = np.asarray(image)
+    channels = 1 if image.ndim == 2 else image.shape[-1] if image.ndim == 3 else 0
+    if image.size == 0 or channels not in (1, 3, 4):
+        raise RtmwEdgeError(f"expected a gray, BGR or BGRA image, got an array of shape {image.shape}")
+    if channels == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if channels == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+def letterbox(image_bgr: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """RTMDet's test-time input [1,3,H,W] and the scale r: resize keeping aspect, pad bottom/right, normalise.
+
+    Sizes round as mmcv's rescale_size does (int(x * r + 0.5)), so boxes line up with mmdet's.
+    """
+    net_h, net_w = size
+    height, width = image_bgr.shape[:2]
+    ratio = min(net_h / height, net_w / width)
+    new_w = min(max(int(width * ratio + 0.5), 1), net_w)
+    new_h = min(max(int(height * ratio + 0.5), 1), net_h)
+    canvas = np.full((net_h, net_w, 3), PAD_VALUE, np.float32)
+    canvas[:new_h, :new_w] = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    canvas = (canvas - MEAN_BGR) / STD_BGR
+    return np.ascontiguousarray(canvas.transpose(2, 0, 1)[None]), ratio
+
+
+def _decode(outputs: list[np.ndarray], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes [M,4] and scores [M] in network-input pixels from the first image of either output layout."""
+    if outputs and all(out.ndim == 4 and out.shape[-1] == 5 for out in outputs):
+        return _decode_head(outputs, size)
+    dets = [out for out in outputs if out.ndim == 3 and out.shape[-1] == 5]
+    if dets:
+        return dets[0][0, :, :4].astype(np.float32), dets[0][0, :, 4].astype(np.float32)
+    shapes = ", ".join(str(out.shape) for out in outputs)
+    raise RtmwEdgeError(
+        f"detector outputs {shapes} are neither RTMDet head maps [N,H,W,5] nor mmdeploy dets [N,k,5] + labels [N,k]"
+    )
+
+
+def _decode_head(maps: list[np.ndarray], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell (x, y) of a level with stride s predicts a score logit and distances l,t,r,b from (x*s, y*s)."""
+    boxes, scores = [], []
+    for level in maps:
+        level = level[0].astype(np.float32)
+        rows, cols = level.shape[:2]
+        ys, xs = np.mgrid[0:rows, 0:cols]
+        points = np.stack([xs * (size[1] / cols), ys * (size[0] / rows)], axis=-1).reshape(-1, 2)
+        distances = level[..., 1:].reshape(-1, 4)
+        boxes.append(np.concatenate([points - distances[:, :2], points + distances[:, 2:]], axis=1))
+        scores.append(_sigmoid(level[..., 0].reshape(-1)))
+    return np.concatenate(boxes).astype(np.float32), np.concatenate(scores)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    """The tanh form cannot overflow, unlike 1 / (1 + exp(-x)) for very negative logits."""
+    return 0.5 * (1.0 + np.tanh(0.5 * logits))
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU [len(a), len(b)] of x1,y1,x2,y2 boxes."""
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:4], b[None, :, 2:4])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=-1)
+    area_a = np.prod(np.clip(a[:, 2:4] - a[:, :2], 0, None), axis=-1)
+    area_b = np.prod(np.clip(b[:, 2:4] - b[:, :2], 0, None), axis=-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return inter / np.maximum(union, np.finfo(np.float32).tiny)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices of the boxes greedy class-agnostic NMS keeps, best score first (people are one class)."""
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        order = rest[box_iou(boxes[best : best + 1], boxes[rest])[0] <= iou_threshold]
+    return np.array(keep, dtype=np.int64)

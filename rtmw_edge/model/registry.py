@@ -1,0 +1,68 @@
+"""Every RTMW variant by name: architecture numbers, input size, codec, official checkpoint and its facts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rtmw_edge.errors import RtmwEdgeError
+
+CHECKPOINT_BASE_URL = "https://download.openmmlab.com/mmpose/v1/projects/rtmw/"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered model. `input_hw` is (height, width) of the network input."""
+
+    name: str
+    alias: str | None
+    deepen: float
+    widen: float
+    input_hw: tuple[int, int]
+    sigma: tuple[float, float]
+    checkpoint: str
+    published_ap: float
+    published_ar: float
+    split_ratio: float = 2.0
+    num_keypoints: int = 133
+
+    @property
+    def url(self) -> str:
+        return CHECKPOINT_BASE_URL + self.checkpoint
+
+    @property
+    def sha256_prefix(self) -> str | None:
+        """OpenMMLab names a file `...-<first 8 hex of its sha256>_<date>.pth`; older RTMW files carry none."""
+        stem = self.checkpoint.rsplit(".", 1)[0]
+        head = stem.rsplit("_", 1)[0]
+        candidate = head.rsplit("-", 1)[-1]
+        if len(candidate) == 8 and all(c in "0123456789abcdef" for c in candidate):
+            return candidate
+        return None
+
+    @property
+    def channels(self) -> tuple[int, int, int]:
+        """Backbone output channels at strides 8, 16, 32."""
+        return tuple(int(c * self.widen) for c in (256, 512, 1024))
+
+
+MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec("rtmw-m-256x192", "rtmw-m", 0.67, 0.75, (256, 192), (4.9, 5.66),
+              "rtmw-dw-l-m_simcc-cocktail14_270e-256x192-20231122.pth", 58.2, 67.3),
+    ModelSpec("rtmw-l-256x192", "rtmw-l", 1.0, 1.0, (256, 192), (4.9, 5.66),
+              "rtmw-dw-x-l_simcc-cocktail14_270e-256x192-20231122.pth", 66.0, 74.6),
+    ModelSpec("rtmw-x-256x192", "rtmw-x", 1.33, 1.25, (256, 192), (4.9, 5.66),
+              "rtmw-x_simcc-cocktail14_pt-ucoco_270e-256x192-13a2546d_20231208.pth", 67.2, 75.2),
+    ModelSpec("rtmw-l-384x288", None, 1.0, 1.0, (384, 288), (6.0, 6.93),
+              "rtmw-dw-x-l_simcc-cocktail14_270e-384x288-20231122.pth", 70.1, 78.0),
+    ModelSpec("rtmw-x-384x288", None, 1.33, 1.25, (384, 288), (6.0, 6.93),
+              "rtmw-x_simcc-cocktail14_pt-ucoco_270e-384x288-f840f204_20231122.pth", 70.2, 78.1),
+)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Look a model up by its full name or short alias."""
+    for spec in MODELS:
+        if name in (spec.name, spec.alias):
+            return spec
+    known = ", ".join(sorted({s.name for s in MODELS} | {s.alias for s in MODELS if s.alias}))
+    raise RtmwEdgeError(f"unknown model '{name}' (known: {known})")

@@ -1,0 +1,110 @@
+"""Top-down pre- and post-processing, written once and shared by every backend (mmpose's exact arithmetic).
+
+Box -> centre/scale (padding 1.25, aspect fixed to the input) -> similarity warp of the BGR image ->
+RGB, normalised NCHW float32. SimCC logits -> argmax per axis, score = min of the two maxima ->
+(optional flip averaging first) -> back to image pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PADDING = 1.25
+MEAN_RGB = (123.675, 116.28, 103.53)
+STD_RGB = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class Crops:
+    """A batch of network inputs and the geometry needed to map predictions back to the image."""
+
+    batch: np.ndarray  # [N,3,H,W] float32, normalised RGB
+    centers: np.ndarray  # [N,2] float32
+    scales: np.ndarray  # [N,2] float32, (w, h) of the region fed to the network
+
+
+def box_to_center_scale(boxes: np.ndarray, input_hw: tuple[int, int],
+                        padding: float = PADDING) -> tuple[np.ndarray, np.ndarray]:
+    """xyxy boxes -> centres and padded scales whose aspect ratio is the network's (short side grown)."""
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    centers = (boxes[:, :2] + boxes[:, 2:]) * np.float32(0.5)
+    scales = (boxes[:, 2:] - boxes[:, :2]) * np.float32(padding)
+    aspect = np.float32(input_hw[1] / input_hw[0])
+    w, h = scales[:, :1], scales[:, 1:]
+    scales = np.where(w > h * aspect, np.hstack([w, w / aspect]), np.hstack([h * aspect, h]))
+    return centers, scales.astype(np.float32)
+
+
+def warp_matrix(center: np.ndarray, scale: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
+    """2x3 affine taking the region (center, scale) to the network input, built as mmpose builds it."""
+    dst_w, dst_h = input_hw[1], input_hw[0]
+    src = np.zeros((3, 2), dtype=np.float32)
+    dst = np.zeros((3, 2), dtype=np.float32)
+    src[0] = center
+    src[1] = center + np.array([scale[0] * -0.5, 0.0])
+    dst[0] = [dst_w * 0.5, dst_h * 0.5]
+    dst[1] = dst[0] + np.array([dst_w * -0.5, 0.0])
+    src[2] = _third_point(src[0], src[1])
+    dst[2] = _third_point(dst[0], dst[1])
+    return cv2.getAffineTransform(src, dst)
+
+
+def _third_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d = a - b
+    return b + np.array([-d[1], d[0]], dtype=np.float32)
+
+
+def crop(image_bgr: np.ndarray, boxes: np.ndarray, input_hw: tuple[int, int], dtype=np.float32) -> Crops:
+    """Warp every box of one BGR image to the network input and normalise, as one batch."""
+    centers, scales = box_to_center_scale(boxes, input_hw)
+    size = (input_hw[1], input_hw[0])
+    warped = np.stack([
+        cv2.warpAffine(image_bgr, warp_matrix(c, s, input_hw), size, flags=cv2.INTER_LINEAR)
+        for c, s in zip(centers, scales, strict=True)
+    ]) if len(centers) else np.zeros((0, *input_hw, 3), np.uint8)
+    return Crops(normalize(warped, dtype), centers, scales)
+
+
+def normalize(crops_bgr: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """[N,H,W,3] uint8 BGR -> [N,3,H,W] normalised RGB, (x - mean) / std as mmpose computes it."""
+    rgb = crops_bgr[..., ::-1].astype(dtype)
+    rgb -= np.asarray(MEAN_RGB, dtype)
+    rgb /= np.asarray(STD_RGB, dtype)
+    return np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))
+
+
+def flip_batch(batch: np.ndarray) -> np.ndarray:
+    """Mirror network inputs left-right (the flip test's second view)."""
+    return np.ascontiguousarray(batch[..., ::-1])
+
+
+def merge_flip(simcc_x: np.ndarray, simcc_y: np.ndarray, flip_x: np.ndarray, flip_y: np.ndarray,
+               flip_indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Average logits with those of the mirrored view: swap left/right keypoints and reverse the x bins."""
+    flip_x = flip_x[:, flip_indices, ::-1]
+    flip_y = flip_y[:, flip_indices]
+    return (simcc_x + flip_x) * 0.5, (simcc_y + flip_y) * 0.5
+
+
+def decode(simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """SimCC logits -> keypoints in network-input pixels [N,K,2] and scores [N,K] (min of the axis maxima).
+
+    A keypoint whose score is not positive gets location -1, as in mmpose.
+    """
+    x_bin = simcc_x.argmax(axis=2)
+    y_bin = simcc_y.argmax(axis=2)
+    keypoints = np.stack([x_bin, y_bin], axis=-1).astype(np.float32) / np.float32(split_ratio)
+    scores = np.minimum(simcc_x.max(axis=2), simcc_y.max(axis=2)).astype(np.float32)
+    keypoints[scores <= 0] = -1
+    return keypoints, scores
+
+
+def to_image(keypoints: np.ndarray, centers: np.ndarray, scales: np.ndarray,
+             input_hw: tuple[int, int]) -> np.ndarray:
+    """Map keypoints from network-input pixels back to image pixels."""
+    input_wh = np.array([input_hw[1], input_hw[0]], dtype=np.float32)
+    ratio = (scales / input_wh)[:, None, :]
+    return keypoints * ratio + (centers - scales * np.float32(0.5))[:, None, :]

@@ -1,0 +1,424 @@
+"""Model weights: the official checkpoint (cached, checksum-verified), a local file, or untrained.
+
+Everything here fails with one-line RtmwEdgeError messages, because the usual causes (offline machine,
+corrupted download, checkpoint of another model) are for the user to fix, not bugs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import importlib
+import math
+import os
+import pickle
+import re
+import sys
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.fileio import atomic_file
+from rtmw_edge.model.registry import CHECKPOINT_BASE_URL, ModelSpec
+
+CACHE_ENV = "RTMW_EDGE_CACHE"
+CHECKPOINT_URL_ENV = "RTMW_EDGE_CHECKPOINT_URL"
+DOWNLOAD_TIMEOUT_S = 30.0
+CHUNK_BYTES = 1 << 20
+USER_AGENT = "rtmw-edge"
+# mmpose checkpoints also hold the data preprocessor's mean/std buffers; our model normalises elsewhere.
+DROPPED_PREFIXES = ("data_preprocessor.",)
+# Uniform samples summed to approximate a normal (Irwin-Hall): only additions, so bit-exact everywhere.
+IRWIN_HALL_TERMS = 12
+
+
+class DownloadError(RtmwEdgeError):
+    """A download failed (network, HTTP status, short read, checksum); `auto` weights may fall back."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    """What a model was loaded with, for reports and reproducibility.
+
+    kind: 'official' (source is the checkpoint URL), 'file' (source is the path) or 'untrained'
+    (source is 'untrained'); sha256 is that of the file loaded, None for untrained weights.
+    """
+
+    kind: str
+    source: str
+    sha256: str | None
+
+
+# --------------------------------------------------------------------------- locations
+
+
+def cache_dir() -> Path:
+    """Where official checkpoints are kept: $RTMW_EDGE_CACHE, else ~/.cache/rtmw-edge."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "rtmw-edge"
+
+
+def checkpoint_base_url() -> str:
+    """The folder URL official checkpoints come from: $RTMW_EDGE_CHECKPOINT_URL (a mirror), else OpenMMLab."""
+    url = os.environ.get(CHECKPOINT_URL_ENV) or CHECKPOINT_BASE_URL
+    return url if url.endswith("/") else url + "/"
+
+
+def checkpoint_url(spec: ModelSpec) -> str:
+    """The URL of a model's official checkpoint, honouring a configured mirror."""
+    return checkpoint_base_url() + spec.checkpoint
+
+
+# --------------------------------------------------------------------------- download
+
+
+def _one_line(text: object) -> str:
+    """Collapse an exception text so that CLI messages stay on one line."""
+    return " ".join(str(text).split())
+
+
+def _open_url(url: str) -> http.client.HTTPResponse:
+    """Open `url`, turning every network failure into one DownloadError line."""
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    try:
+        return urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S)
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"cannot download {url}: HTTP {exc.code} {_one_line(exc.reason)}") from exc
+    except urllib.error.URLError as exc:
+        raise DownloadError(f"cannot download {url}: {_one_line(exc.reason)}") from exc
+    except (TimeoutError, OSError, http.client.HTTPException) as exc:
+        raise DownloadError(f"cannot download {url}: {_one_line(exc) or type(exc).__name__}") from exc
+
+
+def _content_length(response: http.client.HTTPResponse) -> int | None:
+    """The declared body size, or None when the server does not say (or says nonsense)."""
+    value = response.headers.get("Content-Length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _stream(response: http.client.HTTPResponse, url: str) -> Iterator[bytes]:
+    """Yield the body in chunks; a stalled or reset connection becomes a DownloadError."""
+    while True:
+        try:
+            chunk = response.read(CHUNK_BYTES)
+        except (TimeoutError, OSError, http.client.HTTPException) as exc:
+            reason = _one_line(exc) or type(exc).__name__
+            raise DownloadError(f"cannot download {url}: {reason}") from exc
+        if not chunk:
+            return
+        yield chunk
+
+
+def download(url: str, dest: Path, sha256_prefix: str | None, progress: bool = True) -> str:
+    """Fetch `url` into `dest` atomically, verifying size and sha256 prefix; return the full sha256.
+
+    The body goes to a temporary file beside `dest` that is renamed only when complete and verified,
+    so an interrupted or corrupted download never leaves a file that looks cached.
+    """
+    dest = Path(dest)
+    digest = hashlib.sha256()
+    received = 0
+    with _open_url(url) as response:
+        total = _content_length(response)
+        with atomic_file(dest, overwrite=True) as tmp, tmp.open("wb") as out, tqdm(
+            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
+            disable=not progress, leave=False,
+        ) as bar:
+            for chunk in _stream(response, url):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+            if total is not None and received != total:
+                raise DownloadError(f"download of {url} was cut short: got {received} of {total} bytes")
+            _check_prefix(digest.hexdigest(), sha256_prefix, f"download of {url}")
+    return digest.hexdigest()
+
+
+def _check_prefix(sha256: str, prefix: str | None, what: str) -> None:
+    """Raise DownloadError when a file's sha256 does not start with the published prefix."""
+    if prefix and not sha256.startswith(prefix.lower()):
+        raise DownloadError(f"checksum mismatch for {what}: expected sha256 starting {prefix}, got {sha256}")
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 hex of a file, read in chunks so that large checkpoints need no memory."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def cached_checkpoint(spec: ModelSpec) -> Path | None:
+    """The cached official checkpoint of `spec`, verified against its sha256 prefix; None if absent."""
+    path = cache_dir() / spec.checkpoint
+    if not path.is_file():
+        return None
+    prefix = spec.sha256_prefix
+    if prefix:
+        got = sha256_file(path)
+        if not got.startswith(prefix):
+            raise RtmwEdgeError(f"cached checkpoint {path} is corrupted (sha256 {got}, expected it to start "
+                                f"with {prefix}); delete it and run again to download it afresh")
+    return path
+
+
+def fetch_checkpoint(spec: ModelSpec, progress: bool = True) -> Path:
+    """The official checkpoint of `spec` from the cache, downloading it first when absent."""
+    cached = cached_checkpoint(spec)
+    if cached is not None:
+        return cached
+    dest = cache_dir() / spec.checkpoint
+    download(checkpoint_url(spec), dest, spec.sha256_prefix, progress=progress)
+    return dest
+
+
+# --------------------------------------------------------------------------- checkpoint files
+
+
+def _numpy_module(*names: str) -> ModuleType:
+    """The first importable module among `names` (numpy moved `core` to `_core` in 2.0)."""
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise ImportError(names[0])
+
+
+def _numpy_safe_globals() -> list:
+    """Globals that unpickle numpy arrays, scalars and dtypes, under numpy 1.x and 2.x module paths.
+
+    mmpose stores dataset metadata (numpy arrays) in `meta`; allowing exactly these keeps
+    `weights_only=True` (no arbitrary code on load) working for official checkpoints.
+    """
+    multiarray = _numpy_module("numpy._core.multiarray", "numpy.core.multiarray")
+    found: list = [np.ndarray, np.dtype]
+    for func in ("_reconstruct", "scalar"):
+        fn = getattr(multiarray, func)
+        found += [(fn, f"numpy.core.multiarray.{func}"), (fn, f"numpy._core.multiarray.{func}")]
+    found += sorted({type(np.dtype(code)) for code in np.typecodes["All"]}, key=lambda t: t.__name__)
+    return found
+
+
+def _torch_load(path: Path) -> object:
+    """torch.load with weights_only=True, allowing numpy metadata; errors name the path."""
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        if found:
+            raise RtmwEdgeError(f"checkpoint {path} holds objects other than tensors ({found.group(1)}); "
+                                "only tensors, numpy arrays and plain values are loaded") from exc
+        raise RtmwEdgeError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): "
+                            f"{_first_line(exc)}") from exc
+    except Exception as exc:  # torch raises RuntimeError, EOFError, KeyError, ... on damaged files
+        raise RtmwEdgeError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): "
+                            f"{_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """Exception type and the first line of its text: torch's messages run over many lines."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _state_dict_of(obj: object, path: Path) -> dict:
+    """The tensor dict inside a loaded object: mmpose's {'state_dict', 'meta'} or a plain state_dict."""
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise RtmwEdgeError(f"checkpoint {path} is not a dict of tensors (it holds a {type(obj).__name__})")
+    for key, value in obj.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise RtmwEdgeError(f"checkpoint {path} is not a dict of tensors: entry {key!r} is a "
+                                f"{type(value).__name__}")
+    return obj
+
+
+def _clean_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop training-only entries and a DataParallel `module.` prefix shared by every key."""
+    kept = {k: v for k, v in state_dict.items() if not k.startswith(DROPPED_PREFIXES)}
+    if kept and all(k.startswith("module.") for k in kept):
+        kept = {k.removeprefix("module."): v for k, v in kept.items()}
+    return kept
+
+
+def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint (mmpose layout or plain state_dict) into a CPU state_dict, without running code."""
+    path = Path(path)
+    if not path.exists():
+        raise RtmwEdgeError(f"checkpoint {path} does not exist")
+    if not path.is_file():
+        raise RtmwEdgeError(f"checkpoint {path} is not a file")
+    state_dict = _clean_keys(_state_dict_of(_torch_load(path), path))
+    if not state_dict:
+        raise RtmwEdgeError(f"checkpoint {path} holds no model tensors")
+    return state_dict
+
+
+# --------------------------------------------------------------------------- applying weights
+
+
+def _model_name(model: nn.Module) -> str:
+    """The registry name of an RTMW model, else its class name, for error messages."""
+    spec = getattr(model, "spec", None)
+    return getattr(spec, "name", None) or type(model).__name__
+
+
+def _key_problem(kind: str, keys: list[str]) -> str:
+    """'missing key 'a' (and 3 more)': the first key in sorted order, and how many others."""
+    more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+    return f"{kind} key '{keys[0]}'{more}"
+
+
+def apply_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Load `state_dict` strictly, first checking keys and shapes so that errors name what is wrong."""
+    name = _model_name(model)
+    expected = model.state_dict()
+    missing = sorted(expected.keys() - state_dict.keys())
+    unexpected = sorted(state_dict.keys() - expected.keys())
+    if missing or unexpected:
+        problems = [_key_problem("missing", missing)] if missing else []
+        problems += [_key_problem("unexpected", unexpected)] if unexpected else []
+        hint = " (looks like a checkpoint of another model)" if unexpected else ""
+        raise RtmwEdgeError(f"checkpoint {source} does not fit {name}: {', '.join(problems)}{hint}")
+    for key in sorted(expected):
+        want, got = tuple(expected[key].shape), tuple(state_dict[key].shape)
+        if want != got:
+            raise RtmwEdgeError(f"checkpoint {source} does not fit {name}: '{key}' has shape {list(got)} but "
+                                f"the model expects {list(want)} (looks like a checkpoint of another model)")
+    model.load_state_dict(state_dict, strict=True)
+
+
+# --------------------------------------------------------------------------- untrained weights
+
+
+def _generator(seed: int, name: str) -> torch.Generator:
+    """A CPU generator seeded by crc32(name) started from `seed`: no global RNG state, no module order.
+
+    The CPU generator keeps only 32 bits of its seed, so the two are mixed into 32 bits (crc32 from a
+    start value is a bijection of that value: distinct seeds give distinct streams for every name).
+    """
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(zlib.crc32(name.encode("utf-8"), seed & 0xFFFFFFFF))
+    return gen
+
+
+def _uniform(shape: torch.Size, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
+    """Uniform samples drawn in float64 (a serial, platform-independent kernel) and rounded once."""
+    return torch.rand(shape, generator=gen, dtype=torch.float64) * (high - low) + low
+
+
+def _normal(shape: torch.Size, std: float, gen: torch.Generator) -> torch.Tensor:
+    """Approximately normal samples from sums of uniforms: no transcendental functions, so bit-exact."""
+    total = torch.zeros(shape, dtype=torch.float64)
+    for _ in range(IRWIN_HALL_TERMS):  # elementwise adds in a fixed order, unlike a vectorised sum
+        total += torch.rand(shape, generator=gen, dtype=torch.float64)
+    return (total - IRWIN_HALL_TERMS / 2) * std
+
+
+def _fan_in_bound(shape: torch.Size) -> float:
+    """1/sqrt(fan_in), PyTorch's default bound for conv and linear layers."""
+    fan_in = math.prod(shape[1:]) if len(shape) > 1 else shape[0]
+    return 1.0 / math.sqrt(max(fan_in, 1))
+
+
+def _untrained_value(module: nn.Module, attr: str, like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """The untrained value of one state_dict entry, chosen by its owning module type and attribute."""
+    shape = like.shape
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        one = attr in ("weight", "running_var")
+        return torch.ones(shape) if one else torch.zeros(shape)
+    if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+        bound = _fan_in_bound(module.weight.shape)
+        return _uniform(shape, -bound, bound, gen)
+    if attr == "gamma":
+        return _uniform(shape, 0.5, 1.5, gen)
+    if attr == "beta":
+        return _normal(shape, 0.1, gen)
+    if not like.is_floating_point() or attr == "bias":
+        return torch.zeros(shape)
+    if like.dim() >= 2:
+        bound = _fan_in_bound(shape)
+        return _uniform(shape, -bound, bound, gen)
+    return torch.ones(shape)  # ScaleNorm g, Scale, other gains
+
+
+def init_untrained(model: nn.Module, seed: int = 0) -> None:
+    """Give `model` deterministic weights whose outputs are finite and non-trivial.
+
+    Used when no checkpoint is available (tests, offline smoke runs); every tensor depends only on
+    `seed` and its state_dict name, so results are bit-identical on every call and machine.
+    """
+    state = model.state_dict()
+    new_state = {}
+    for name, tensor in state.items():
+        owner, _, attr = name.rpartition(".")
+        module = model.get_submodule(owner) if owner else model
+        value = _untrained_value(module, attr, tensor, _generator(seed, name))
+        new_state[name] = value.to(dtype=tensor.dtype)
+    model.load_state_dict(new_state, strict=True)
+
+
+def _untrained(model: nn.Module, spec: ModelSpec) -> Weights:
+    init_untrained(model)
+    return Weights("untrained", "untrained", None)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _load_file(model: nn.Module, path: Path, kind: str, source: str) -> Weights:
+    """Load a checkpoint file into `model` and record its sha256."""
+    apply_state_dict(model, load_checkpoint(path), str(path))
+    return Weights(kind, source, sha256_file(path))
+
+
+def _load_official(model: nn.Module, spec: ModelSpec, allow_untrained: bool, progress: bool) -> Weights:
+    """The official checkpoint; when it cannot be downloaded, untrained weights if allowed."""
+    try:
+        path = fetch_checkpoint(spec, progress=progress)
+    except DownloadError as exc:
+        reason = _one_line(exc)
+        if not allow_untrained:
+            raise RtmwEdgeError(f"official weights for {spec.name} unavailable ({reason}); pass "
+                                "--weights PATH to use a local checkpoint or --weights untrained") from exc
+        print(f"warning: official weights for {spec.name} unavailable ({reason}); "
+              "continuing with UNTRAINED weights", file=sys.stderr)
+        return _untrained(model, spec)
+    return _load_file(model, path, "official", checkpoint_url(spec))
+
+
+def load_weights(model: nn.Module, spec: ModelSpec, weights: str = "auto", allow_untrained: bool = False,
+                 progress: bool = True) -> Weights:
+    """Put weights into `model`: 'auto' (official checkpoint), 'untrained', or a checkpoint path."""
+    if weights == "auto":
+        return _load_official(model, spec, allow_untrained, progress)
+    if weights == "untrained":
+        return _untrained(model, spec)
+    path = Path(weights).expanduser()
+    if not path.exists():
+        raise RtmwEdgeError(f"weights file {path} does not exist "
+                            "(use --weights auto, --weights untrained or a path to a checkpoint)")
+    return _load_file(model, path, "file", str(path))

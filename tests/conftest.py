@@ -1,0 +1,24 @@
+"""The RTMDet-nano person detector from ../shared on every backend, shared by the backend and detector tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from oracle import MODELS_DIR, need
+
+# The shared .param's Input layer does not record its shape, so the ncnn runner is told it.
+RTMDET_NCNN_OPTIONS = {"input_shape": (3, 320, 320)}
+
+
+@pytest.fixture(scope="session")
+def rtmdet_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict]]:
+    """Backend -> (model file, runner options); the OpenVINO IR is converted from the ONNX once, in fp32."""
+    import openvino as ov
+
+    onnx_path = need(MODELS_DIR / "rtmdet-nano.onnx")
+    param = need(MODELS_DIR / "rtmdet-nano.param")
+    need(MODELS_DIR / "rtmdet-nano.bin")
+    xml = tmp_path_factory.mktemp("openvino") / "rtmdet-nano.xml"
+    ov.save_model(ov.convert_model(onnx_path), xml, compress_to_fp16=False)
+    return {"onnxruntime": (onnx_path, {}), "openvino": (xml, {}), "ncnn": (param, RTMDET_NCNN_OPTIONS)}

@@ -1,0 +1,128 @@
+"""Export to ONNX, OpenVINO IR and ncnn: verified against PyTorch, self-describing, and never half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from rtmw_edge import export as export_mod
+from rtmw_edge.artifact import METADATA_FILE, load_artifact
+from rtmw_edge.backends import open_runner
+from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.export import compare_logits, export_model
+from rtmw_edge.model import build_model, get_spec
+from rtmw_edge.weights import load_weights
+
+FORMATS = ["onnx", "openvino", "ncnn"]
+# backend -> allowed max abs error on SimCC logits against PyTorch (fp32)
+FP32_TOLERANCE = {"onnxruntime": 1e-4, "openvino": 1e-4, "ncnn": 1e-3}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("exports")
+    return {fmt: export_model("rtmw-m", fmt, "fp32", weights="untrained", out_dir=out, progress=False)[0]
+            for fmt in FORMATS}
+
+
+@pytest.fixture(scope="module")
+def reference_model():
+    spec = get_spec("rtmw-m")
+    model = build_model(spec)
+    load_weights(model, spec, "untrained")
+    return model
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_fp32_export_matches_pytorch_on_a_fresh_input(exported, reference_model, fmt):
+    artifact = exported[fmt]
+    batch = np.random.default_rng(7).standard_normal((3, 3, 256, 192), dtype=np.float32)
+    with torch.no_grad():
+        expected = [t.numpy() for t in reference_model(torch.from_numpy(batch))]
+    runner = open_runner(artifact.main_path, artifact.meta.backend, input_name=artifact.meta.input_name,
+                         output_names=artifact.meta.output_names)
+    got = runner.run(batch)
+    assert [g.shape for g in got] == [(3, 133, 384), (3, 133, 512)]
+    report = compare_logits(expected, got)
+    assert report["max_abs"] < FP32_TOLERANCE[artifact.meta.backend]
+    assert report["agreement"] == 1.0
+
+
+def test_onnx_is_one_file_with_named_io_and_dynamic_batch(exported):
+    artifact = exported["onnx"]
+    assert sorted(p.name for p in artifact.folder.iterdir()) == [METADATA_FILE, "rtmw-m-256x192.onnx"]
+    model = onnx.load(str(artifact.main_path))
+    (graph_input,) = model.graph.input
+    dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+    assert graph_input.name == "input" and dims[1:] == [3, 256, 192] and isinstance(dims[0], str)
+    assert [o.name for o in model.graph.output] == ["simcc_x", "simcc_y"]
+
+
+def test_sidecar_says_everything_a_later_step_needs(exported):
+    meta = json.loads((exported["openvino"].folder / METADATA_FILE).read_text())
+    assert meta["model"] == "rtmw-m-256x192" and meta["backend"] == "openvino" and meta["precision"] == "fp32"
+    assert meta["input_hw"] == [256, 192] and meta["preprocessing"]["channel_order"] == "RGB"
+    assert meta["preprocessing"]["mean"] == [123.675, 116.28, 103.53]
+    assert meta["keypoints"]["num_keypoints"] == 133 and len(meta["keypoints"]["flip_indices"]) == 133
+    assert meta["weights"]["kind"] == "untrained" and meta["trained"] is False
+    assert {"torch", "openvino"} <= set(meta["tools"])
+    assert set(meta["files"]) == {"rtmw-m-256x192.xml", "rtmw-m-256x192.bin"}
+    assert meta["verification"]["max_abs"] < 1e-4
+
+
+def test_ncnn_param_records_its_input_shape(exported):
+    text = exported["ncnn"].main_path.read_text()
+    input_line = next(line for line in text.splitlines() if line.startswith("Input"))
+    assert input_line.split()[-3:] == ["0=192", "1=256", "2=3"]
+
+
+def test_fp16_halves_the_file_and_still_verifies(tmp_path, exported):
+    artifact, report = export_model("rtmw-m", "onnx", "fp16", weights="untrained", out_dir=tmp_path,
+                                    progress=False)
+    assert artifact.main_path.stat().st_size < 0.55 * exported["onnx"].main_path.stat().st_size
+    assert report["max_abs"] < export_mod.TOLERANCES[("onnxruntime", "fp16")].max_abs
+    assert artifact.meta.precision == "fp16"
+
+
+def test_existing_artifact_is_refused_and_left_untouched(exported):
+    artifact = exported["onnx"]
+    before = {p.name: p.stat().st_mtime_ns for p in artifact.folder.iterdir()}
+    with pytest.raises(RtmwEdgeError, match="already exists"):
+        export_model("rtmw-m", "onnx", weights="untrained", out_dir=artifact.folder.parent, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in artifact.folder.iterdir()} == before
+
+
+def test_a_failed_verification_leaves_nothing_behind(tmp_path, monkeypatch):
+    monkeypatch.setitem(export_mod.TOLERANCES, ("onnxruntime", "fp32"), export_mod.Tolerance(0.0, 1.0))
+    with pytest.raises(RtmwEdgeError, match="does not match PyTorch"):
+        export_model("rtmw-m", "onnx", weights="untrained", out_dir=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_changed_file_no_longer_loads(tmp_path, exported):
+    source = exported["ncnn"].folder
+    copy = tmp_path / source.name
+    copy.mkdir()
+    for file in source.iterdir():
+        (copy / file.name).write_bytes(file.read_bytes())
+    param = copy / "rtmw-m-256x192.ncnn.param"
+    param.write_text(param.read_text().replace("0=192 1=256", "0=191 1=256"))
+    with pytest.raises(RtmwEdgeError, match="does not match its metadata"):
+        load_artifact(param)
+
+
+def test_unwritable_output_folder_is_one_clear_error(tmp_path):
+    if os.geteuid() == 0:  # permissions do not bind root: use a place nobody may create folders in
+        out = Path("/sys/rtmw-edge-export-test")
+    else:
+        out = tmp_path / "locked"
+        out.mkdir()
+        out.chmod(0o555)
+    with pytest.raises(RtmwEdgeError, match=r"cannot create folder|not writable"):
+        export_model("rtmw-m", "onnx", weights="untrained", out_dir=out / "sub", progress=False)

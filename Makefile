@@ -16,19 +16,20 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q $(TORCH)
 	$(PIP) install -q -e '.[dev]'
 	# xtcocotools, the reference COCO-WholeBody evaluator: its wheel is built for numpy 1, so build it here.
-	$(PIP) install -q cython
 	$(PIP) install -q --no-deps --no-build-isolation --no-binary xtcocotools xtcocotools==1.14.3
 	touch $@
 
 demo: $(VENV)/.installed
 	$(CLI) models
-	$(CLI) export --model rtmw-m --format onnx --weights auto --allow-untrained --out $(DEMO) --overwrite
-	$(CLI) export --model rtmw-m --format openvino --weights auto --allow-untrained --out $(DEMO) --overwrite
-	$(CLI) export --model rtmw-m --format ncnn --weights auto --allow-untrained --out $(DEMO) --overwrite
-	@echo "demo artifacts (each with its metadata.json) are in $(DEMO)/"
+	# the main job, offline: INT8 rtmw-m for OpenVINO, calibrated on the shipped photos, gated against FP32
+	$(CLI) quantize --backend openvino --weights auto --allow-untrained --out $(DEMO) --overwrite
+	$(CLI) predict calib_data --model $(DEMO)/rtmw-m-256x192-openvino-int8/rtmw-m-256x192-openvino-int8 \
+		--out $(DEMO)/overlays --overwrite
+	@echo "table and report: $(DEMO)/rtmw-m-256x192-openvino-int8/report.md (record: quantization.json)"
+	@echo "overlays of the INT8 model's keypoints: $(DEMO)/overlays/"
 
 test: $(VENV)/.installed
-	$(VENV)/bin/ruff check rtmw_edge tests
+	$(VENV)/bin/ruff check rtmw_edge tests benchmarks
 	$(PY) -m pytest -q
 
 clean:

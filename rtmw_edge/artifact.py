@@ -43,6 +43,8 @@ class ArtifactMeta:
     decoding: dict = field(default_factory=dict)
     keypoints: dict = field(default_factory=dict)
     verification: dict = field(default_factory=dict)
+    quantization: dict = field(default_factory=dict)
+    layer_names: dict = field(default_factory=dict)  # backend layer -> source ONNX node, where they differ
     tools: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 

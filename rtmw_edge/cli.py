@@ -25,12 +25,76 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from rtmw_edge.export import export_model, print_report
+    from rtmw_edge.export import export_detector, export_model, print_report
 
-    artifact, report = export_model(args.model, args.format, args.precision, weights=args.weights,
-                                    out_dir=args.out, allow_untrained=args.allow_untrained,
-                                    overwrite=args.overwrite)
+    if args.detector:
+        artifact, report = export_detector(args.detector, args.format, args.precision, out_dir=args.out,
+                                           overwrite=args.overwrite)
+    else:
+        artifact, report = export_model(args.model, args.format, args.precision, weights=args.weights,
+                                        out_dir=args.out, allow_untrained=args.allow_untrained,
+                                        overwrite=args.overwrite)
     print_report(artifact, report)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from rtmw_edge.predict_io import predict_source
+    from rtmw_edge.predictor import Predictor
+
+    predictor = Predictor(args.model, detector=args.detector, threads=args.threads, device=args.device,
+                          flip_test=args.flip_test)
+    summary = predict_source(predictor, args.input, args.out, kpt_threshold=args.kpt_threshold,
+                             overwrite=args.overwrite)
+    print(f"rtmw-edge predict: {summary.line()}")
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from rtmw_edge.quantization.gate import Budget
+    from rtmw_edge.quantization.pipeline import QuantizeRequest, run_quantize
+
+    budget = Budget(*args.max_drop)
+    outcome = run_quantize(QuantizeRequest(
+        backend=args.backend, model=args.model, weights=args.weights, allow_untrained=args.allow_untrained,
+        source=args.source, calib=args.calib, calib_images=args.calib_images, eval_json=args.eval,
+        eval_images=args.eval_images, detector=args.detector, recipe=args.recipe, budget=budget, out=args.out,
+        overwrite=args.overwrite, threads=args.threads))
+    print(outcome.table)
+    print(f"report: {outcome.folder / 'report.md'}  record: {outcome.folder / 'quantization.json'}")
+    if not outcome.passed:
+        print("rtmw-edge quantize: the accuracy gate FAILED; artifacts kept and marked failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from rtmw_edge.evaluation import evaluate, format_table, load_ground_truth, load_results
+
+    metrics = evaluate(load_ground_truth(args.gt), load_results(args.predictions), progress=True)
+    print(format_table(metrics))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from rtmw_edge.bench import BenchSettings, run_bench
+
+    run = run_bench(args.artifacts, BenchSettings(
+        threads=args.threads, batch=args.batch, runs=args.runs, eval_json=args.eval, detector=args.detector,
+        baseline=args.baseline, device_profile=args.device_profile, label=args.label, out=args.out,
+        overwrite=args.overwrite))
+    print(run.table)
+    for skipped in run.results["skipped"]:
+        print(f"not run: {skipped['name']}: {skipped['reason']}", file=sys.stderr)
+    print(f"results: {run.folder / 'results.json'}  report: {run.folder / 'report.md'}, {run.folder / 'report.html'}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rtmw_edge.bench import merge_results
+
+    print(merge_results(args.results, args.out, overwrite=args.overwrite))
+    print(f"report: {args.out}/report.md, {args.out}/report.html, {args.out}/pareto.png")
     return 0
 
 
@@ -42,7 +106,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     from rtmw_edge.export import FORMATS, PRECISIONS
 
     p = sub.add_parser("export", help="export a model to ONNX, OpenVINO IR or ncnn and verify it")
-    p.add_argument("--model", default="rtmw-m", help="registered model name or alias (see `rtmw-edge models`)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--model", default="rtmw-m", help="registered model name or alias (see `rtmw-edge models`)")
+    what.add_argument("--detector", help="a person detector's ONNX file (RTMDet raw head or mmdeploy end-to-end)")
     p.add_argument("--format", required=True, choices=list(FORMATS))
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     p.add_argument("--weights", default="auto",
@@ -53,9 +119,83 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing artifact folder")
 
 
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="whole-body keypoints of the people in images, a folder, a video or a camera")
+    p.add_argument("input", help="an image, a folder of images, a video file, or a camera index such as 0")
+    p.add_argument("--model", required=True, help="pose artifact: its folder or its main model file")
+    p.add_argument("--detector", help="person detector (artifact folder or model file); default: whole image")
+    p.add_argument("--out", default="predict-out", help="folder that receives the predictions and overlays")
+    p.add_argument("--flip-test", action="store_true", help="average with the mirrored image (slower, more accurate)")
+    p.add_argument("--threads", type=int, help="CPU threads per network (default: the runtime's choice)")
+    p.add_argument("--device", help="device for the backend, e.g. cpu, cuda (onnxruntime), GPU (openvino)")
+    p.add_argument("--kpt-threshold", type=float, default=0.3, help="overlays hide keypoints scoring below this")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def _add_quantize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quantize", help="calibrate INT8 for a backend and check its accuracy drop against FP32")
+    p.add_argument("--backend", required=True, choices=["openvino", "onnxruntime", "ncnn"])
+    p.add_argument("--model", default="rtmw-m", help="registered model name or alias")
+    p.add_argument("--weights", default="auto", help="'auto', a checkpoint path, or 'untrained'")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="with --weights auto: continue with untrained weights when the download is impossible")
+    p.add_argument("--source", help="start from this FP32 pose artifact instead of exporting one")
+    p.add_argument("--calib", help="calibration images: a folder, a video, or a COCO-WholeBody JSON "
+                                   "(default: the shipped public-domain set)")
+    p.add_argument("--calib-images", help="folder of the images named by a --calib JSON")
+    p.add_argument("--eval", help="COCO-WholeBody JSON for the accuracy gate (default: agreement with FP32)")
+    p.add_argument("--eval-images", help="folder of the images named by --eval (default: beside the JSON)")
+    p.add_argument("--detector", help="a person detector ONNX: quantized too, and finds people in --calib images")
+    p.add_argument("--recipe", help="a TOML file whose keys override the backend's default recipe")
+    p.add_argument("--max-drop", nargs=2, type=float, metavar=("WHOLEBODY", "PART"), default=(1.0, 2.0),
+                   help="largest AP drop allowed on the whole body and on any part (default 1.0 2.0)")
+    p.add_argument("--threads", type=int, help="inference threads for evaluation and latency")
+    p.add_argument("--out", default="quantized", help="folder that receives the result folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result folder")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="COCO-WholeBody AP/AR per body part of any result file")
+    p.add_argument("predictions", help="result JSON in the COCO-WholeBody format (ours or another tool's)")
+    p.add_argument("--gt", required=True, help="COCO-WholeBody ground-truth JSON")
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="size, load time, memory, latency, speed-up and accuracy of pose artifacts, "
+                                     "in one table, a Pareto plot and results.json")
+    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT_OR_FOLDER",
+                   help="pose artifact folders, or folders holding them (an exports or quantize result folder)")
+    p.add_argument("--threads", type=int, help="CPU threads per network (default: the profile's, else the runtime's)")
+    p.add_argument("--batch", type=int, help="second batch size timed, per crop (default: the profile's, else 5)")
+    p.add_argument("--runs", type=int, help="interleaved timing rounds after warm-up (default: the profile's, else 20)")
+    p.add_argument("--eval", help="COCO-WholeBody JSON: measure AP on it (default: the quantization record's figures)")
+    p.add_argument("--detector", help="person detector (artifact or model file): adds end-to-end ms per frame")
+    p.add_argument("--baseline", help="artifact name or folder that speed-ups are against "
+                                      "(default: the first FP32 ONNX Runtime artifact)")
+    p.add_argument("--device-profile", help="raspberry-pi, jetson, intel-cpu, or a profile.toml: backends, "
+                                            "threads and devices for that device")
+    p.add_argument("--label", help="name of this device in merged reports (default: the profile's, else hostname)")
+    p.add_argument("--out", default="bench-out", help="folder for results.json, report.md, report.html, pareto.png")
+    p.add_argument("--overwrite", action="store_true", help="replace existing result files")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="compare bench results: `report merge` puts several devices side by side")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    merge = actions.add_parser("merge", help="several devices' results.json in one report and one plot")
+    merge.add_argument("results", nargs="+", metavar="RESULTS_JSON", help="results.json files of `rtmw-edge bench`")
+    merge.add_argument("--out", default="bench-merged", help="folder for report.md, report.html, pareto.png")
+    merge.add_argument("--overwrite", action="store_true", help="replace existing report files")
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Command]] = {
     "models": (_add_models, _models),
     "export": (_add_export, _export),
+    "quantize": (_add_quantize, _quantize),
+    "evaluate": (_add_evaluate, _evaluate),
+    "predict": (_add_predict, _predict),
+    "bench": (_add_bench, _bench),
+    "report": (_add_report, _report),
 }
 
 

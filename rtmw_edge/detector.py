@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from rtmw_edge.artifact import METADATA_FILE, load_artifact
 from rtmw_edge.backends import open_runner
 from rtmw_edge.errors import RtmwEdgeError
 
@@ -132,3 +133,22 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         keep.append(best)
         order = rest[box_iou(boxes[best : best + 1], boxes[rest])[0] <= iou_threshold]
     return np.array(keep, dtype=np.int64)
+
+
+def open_detector(path: str | Path | None, score_threshold: float = 0.3, threads: int | None = None,
+                  device: str | None = None, options: dict | None = None) -> Detector | None:
+    """A detector artifact's sidecar names its file and blobs; a bare model file is opened as it is."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir() or (path.parent / METADATA_FILE).is_file():
+        artifact = load_artifact(path)
+        meta = artifact.meta
+        if meta.kind != "detector":
+            raise RtmwEdgeError(f"{path} is a {meta.kind} artifact, not a detector")
+        path = artifact.main_path
+        options = {"backend": meta.backend, "input_name": meta.input_name, "output_names": meta.output_names,
+                   **(options or {})}
+    elif not path.is_file():
+        raise RtmwEdgeError(f"detector {path} does not exist")
+    return Detector(path, score_threshold=score_threshold, threads=threads, device=device, **(options or {}))

@@ -27,11 +27,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from rtmw_edge.artifact import sha256_file
+from rtmw_edge.cache import cache_dir
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.fileio import atomic_file
 from rtmw_edge.model.registry import CHECKPOINT_BASE_URL, ModelSpec
 
-CACHE_ENV = "RTMW_EDGE_CACHE"
 CHECKPOINT_URL_ENV = "RTMW_EDGE_CHECKPOINT_URL"
 DOWNLOAD_TIMEOUT_S = 30.0
 CHUNK_BYTES = 1 << 20
@@ -40,6 +41,8 @@ USER_AGENT = "rtmw-edge"
 DROPPED_PREFIXES = ("data_preprocessor.",)
 # Uniform samples summed to approximate a normal (Irwin-Hall): only additions, so bit-exact everywhere.
 IRWIN_HALL_TERMS = 12
+BN_PROBE_BATCH = 4
+BN_VARIANCE_INFLATION = 4.0
 
 
 class DownloadError(RtmwEdgeError):
@@ -60,14 +63,6 @@ class Weights:
 
 
 # --------------------------------------------------------------------------- locations
-
-
-def cache_dir() -> Path:
-    """Where official checkpoints are kept: $RTMW_EDGE_CACHE, else ~/.cache/rtmw-edge."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "rtmw-edge"
 
 
 def checkpoint_base_url() -> str:
@@ -154,15 +149,6 @@ def _check_prefix(sha256: str, prefix: str | None, what: str) -> None:
     """Raise DownloadError when a file's sha256 does not start with the published prefix."""
     if prefix and not sha256.startswith(prefix.lower()):
         raise DownloadError(f"checksum mismatch for {what}: expected sha256 starting {prefix}, got {sha256}")
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 hex of a file, read in chunks so that large checkpoints need no memory."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- cache
@@ -381,8 +367,33 @@ def init_untrained(model: nn.Module, seed: int = 0) -> None:
     model.load_state_dict(new_state, strict=True)
 
 
+def calibrate_batchnorm(model: nn.Module, input_hw: tuple[int, int], seed: int = 0) -> None:
+    """Give every BatchNorm the statistics of a seeded batch, its variance inflated by BN_VARIANCE_INFLATION.
+
+    Random weights with unit BatchNorm statistics shrink activations layer after layer to ~1e-7, which
+    int8 and float16 flush to zero; batch statistics alone make the net chaotic (float32 rounding grows
+    to 1e-3). Slightly inflated statistics keep activations near 0.1 and perturbations damped, as in a
+    trained network, so precision checks on untrained weights stress realistic ranges.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average: exactly this batch's statistics
+    probe = torch.randn(BN_PROBE_BATCH, 3, *input_hw, generator=torch.Generator().manual_seed(seed))
+    model.train()
+    try:
+        with torch.no_grad():
+            model(probe)
+    finally:
+        model.eval()
+        for norm in norms:
+            norm.momentum = 0.1
+            norm.running_var.mul_(BN_VARIANCE_INFLATION)
+
+
 def _untrained(model: nn.Module, spec: ModelSpec) -> Weights:
     init_untrained(model)
+    calibrate_batchnorm(model, spec.input_hw)
     return Weights("untrained", "untrained", None)
 
 

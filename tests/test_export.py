@@ -15,7 +15,7 @@ from rtmw_edge import export as export_mod
 from rtmw_edge.artifact import METADATA_FILE, load_artifact
 from rtmw_edge.backends import open_runner
 from rtmw_edge.errors import RtmwEdgeError
-from rtmw_edge.export import compare_logits, export_model
+from rtmw_edge.export import compare_logits, export_detector, export_model
 from rtmw_edge.model import build_model, get_spec
 from rtmw_edge.weights import load_weights
 
@@ -86,7 +86,7 @@ def test_fp16_halves_the_file_and_still_verifies(tmp_path, exported):
     artifact, report = export_model("rtmw-m", "onnx", "fp16", weights="untrained", out_dir=tmp_path,
                                     progress=False)
     assert artifact.main_path.stat().st_size < 0.55 * exported["onnx"].main_path.stat().st_size
-    assert report["max_abs"] < export_mod.TOLERANCES[("onnxruntime", "fp16")].max_abs
+    assert report["max_abs"] < export_mod.TOLERANCES[("pose", "onnxruntime", "fp16")].max_abs
     assert artifact.meta.precision == "fp16"
 
 
@@ -99,8 +99,8 @@ def test_existing_artifact_is_refused_and_left_untouched(exported):
 
 
 def test_a_failed_verification_leaves_nothing_behind(tmp_path, monkeypatch):
-    monkeypatch.setitem(export_mod.TOLERANCES, ("onnxruntime", "fp32"), export_mod.Tolerance(0.0, 1.0))
-    with pytest.raises(RtmwEdgeError, match="does not match PyTorch"):
+    monkeypatch.setitem(export_mod.TOLERANCES, ("pose", "onnxruntime", "fp32"), export_mod.Tolerance(0.0, 1.0))
+    with pytest.raises(RtmwEdgeError, match="does not match its source"):
         export_model("rtmw-m", "onnx", weights="untrained", out_dir=tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []
 
@@ -126,3 +126,14 @@ def test_unwritable_output_folder_is_one_clear_error(tmp_path):
         out.chmod(0o555)
     with pytest.raises(RtmwEdgeError, match=r"cannot create folder|not writable"):
         export_model("rtmw-m", "onnx", weights="untrained", out_dir=out / "sub", progress=False)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_detector_onnx_becomes_a_verified_artifact_on_every_backend(tmp_path, fmt):
+    from oracle import MODELS_DIR, need
+
+    artifact, report = export_detector(need(MODELS_DIR / "rtmdet-nano.onnx"), fmt, out_dir=tmp_path)
+    assert artifact.meta.kind == "detector" and artifact.meta.input_hw == [320, 320]
+    assert artifact.meta.preprocessing["channel_order"] == "BGR"
+    assert report["max_abs"] <= export_mod.TOLERANCES[("detector", artifact.meta.backend, "fp32")].max_abs
+    assert len(artifact.meta.output_names) == 3

@@ -258,7 +258,7 @@ def test_offline_auto_with_allow_untrained_warns_once_and_uses_untrained(
 
     assert info == W.Weights("untrained", "untrained", None)
     reference = TinyNet()
-    W.init_untrained(reference)
+    assert W.load_weights(reference, tiny_spec, "untrained") == info
     assert same_state(model, reference)
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import ncnn
@@ -30,7 +31,7 @@ class NcnnRunner:
         text = self.path.read_text(encoding="utf-8", errors="replace")
         if not text.startswith("7767517"):
             raise RtmwEdgeError(f"{self.path} is not an ncnn text .param file (no 7767517 magic)")
-        graph = _ParamGraph(text)
+        graph = ParamGraph(text)
         self.input_name = select_names(graph.inputs, [input_name] if input_name else None, "input", self.path)[0]
         shape = tuple(input_shape) if input_shape else graph.input_shapes.get(self.input_name)
         if shape is None:
@@ -59,11 +60,23 @@ class NcnnRunner:
         return outputs
 
 
-class _ParamGraph:
-    """What a .param text says about the graph's ends: ncnn's Python API cannot report input shapes."""
+@dataclass(frozen=True)
+class ParamLayer:
+    """One .param layer line: its type, name, blobs and `key=value` parameters as written."""
+
+    kind: str
+    name: str
+    bottoms: tuple[str, ...]
+    tops: tuple[str, ...]
+    params: dict[str, str]
+
+
+class ParamGraph:
+    """What a .param text says about the graph: ncnn's Python API can report neither input shapes nor layers."""
 
     def __init__(self, text: str) -> None:
         lines = [line.split() for line in text.splitlines()[2:] if line.strip()]
+        self.layers: list[ParamLayer] = []
         self.inputs: list[str] = []
         self.input_shapes: dict[str, tuple[int, int, int]] = {}
         produced: list[str] = []
@@ -73,6 +86,8 @@ class _ParamGraph:
             bottoms, tops = fields[4 : 4 + n_in], fields[4 + n_in : 4 + n_in + n_out]
             consumed.update(bottoms)
             produced.extend(tops)
+            params = dict(p.split("=", 1) for p in fields[4 + n_in + n_out :] if "=" in p)
+            self.layers.append(ParamLayer(kind, fields[1], tuple(bottoms), tuple(tops), params))
             if kind == "Input":
                 self.inputs.append(tops[0])
                 shape = _input_shape(fields[4 + n_in + n_out :])
@@ -96,6 +111,9 @@ def _load(path: Path, threads: int | None, device: str | None) -> ncnn.Net:
     if threads:
         net.opt.num_threads = threads
     net.opt.use_vulkan_compute = _wants_vulkan(device)
+    # ncnn computes in float16 by default where the CPU can; an artifact's precision names what it stores,
+    # and compute stays float32 on every backend, so the three backends give the same keypoints.
+    net.opt.use_fp16_storage = net.opt.use_fp16_packed = net.opt.use_fp16_arithmetic = False
     if net.load_param(str(path)) != 0 or net.load_model(str(weights)) != 0:
         raise RtmwEdgeError(f"ncnn cannot load {path} / {weights.name}")
     return net

@@ -97,7 +97,7 @@ class _ImageEval:
 
 def load_ground_truth(path: str | os.PathLike) -> GroundTruth:
     """Read a COCO-WholeBody annotation file (the `*_valid` flags are not needed: visibility decides)."""
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= data.keys():
         raise RtmwEdgeError(f"{path}: not a COCO annotation file (needs images, annotations and categories)")
     anns = data["annotations"]
@@ -126,7 +126,7 @@ def load_results(source: str | os.PathLike | Sequence[dict]) -> Results:
     list of 399 values and no other part field; it is split into the parts.
     """
     where = str(source) if isinstance(source, (str, os.PathLike)) else "results"
-    entries = _read_json(source) if isinstance(source, (str, os.PathLike)) else source
+    entries = read_json(source) if isinstance(source, (str, os.PathLike)) else source
     if not isinstance(entries, list) or not entries:
         raise RtmwEdgeError(f"{where}: expected a non-empty list of result entries")
     try:
@@ -177,7 +177,7 @@ def format_table(metrics: dict[str, PartMetrics]) -> str:
     return "\n".join(lines)
 
 
-def _read_json(path: str | os.PathLike):
+def read_json(path: str | os.PathLike):
     try:
         with Path(path).open(encoding="utf-8") as f:
             return json.load(f)

@@ -1,0 +1,117 @@
+"""Device profiles are data: `runtimes/<device>/profile.toml` says which backends to run there, in which order,
+with how many threads and on which device (ONNX Runtime provider, OpenVINO device, ncnn Vulkan on or off).
+
+`rtmw-edge bench --device-profile NAME` applies one; NAME is a shipped profile or the path of a TOML file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtmw_edge.backends import BACKENDS
+from rtmw_edge.errors import RtmwEdgeError
+
+PROFILE_FILE = "profile.toml"
+PRECISIONS = ("int8", "fp16", "fp32")
+_KEYS = {"name", "description", "backends", "precisions", "threads", "device", "bench"}
+_BENCH_KEYS = {"batch", "runs"}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How to run on one kind of device. `threads` None leaves the choice to each runtime."""
+
+    name: str
+    description: str
+    backends: tuple[str, ...]  # preference order; artifacts of other backends are not run on this device
+    precisions: tuple[str, ...]  # preference order, best expected first
+    threads: int | None
+    devices: dict[str, str]  # backend -> the runner's `device` option
+    batch: int
+    runs: int
+    path: Path
+
+    def runner_options(self, backend: str, threads: int | None = None) -> dict[str, object]:
+        """Options for `open_runner`/`Predictor` on `backend`; an explicit `threads` wins over the profile's."""
+        return {"threads": threads or self.threads, "device": self.devices.get(backend)}
+
+    def rank(self, backend: str, precision: str) -> tuple[int, int]:
+        """Sort key: the profile's preferred backend first, then its preferred precision."""
+        return self.backends.index(backend), self.precisions.index(precision)
+
+
+def profiles_dir() -> Path:
+    """The shipped profiles: inside the installed wheel, or `runtimes/` of a source checkout."""
+    packaged = Path(__file__).resolve().parent / "_runtimes"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "runtimes"
+
+
+def shipped_profiles() -> list[str]:
+    return sorted(p.parent.name for p in profiles_dir().glob(f"*/{PROFILE_FILE}"))
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """A shipped profile by name (`raspberry-pi`, `jetson`, `intel-cpu`), or a profile.toml / its folder."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        path = path / PROFILE_FILE
+    if not path.is_file():
+        path = profiles_dir() / str(name_or_path) / PROFILE_FILE
+    if not path.is_file():
+        raise RtmwEdgeError(f"unknown device profile {str(name_or_path)!r}: not a profile.toml and not one of the "
+                            f"shipped profiles ({', '.join(shipped_profiles())})")
+    return _parse(_read(path), path)
+
+
+def _read(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RtmwEdgeError(f"device profile {path} is not valid TOML ({exc})") from exc
+
+
+def _parse(data: dict, path: Path) -> Profile:
+    """Check every key, so a typo fails here instead of silently running with a default."""
+    _only(data, _KEYS, path, "")
+    bench = data.get("bench", {})
+    _only(bench, _BENCH_KEYS, path, "bench.")
+    devices = data.get("device", {})
+    _only(devices, set(BACKENDS), path, "device.")
+    backends = _choice_list(data.get("backends", list(BACKENDS)), BACKENDS, "backends", path)
+    precisions = _choice_list(data.get("precisions", list(PRECISIONS)), PRECISIONS, "precisions", path)
+    threads = _count(data.get("threads", 0), "threads", path, minimum=0)
+    return Profile(
+        name=str(data.get("name", path.parent.name)),
+        description=str(data.get("description", "")),
+        backends=backends,
+        precisions=precisions + tuple(p for p in PRECISIONS if p not in precisions),
+        threads=threads or None,
+        devices={backend: str(device) for backend, device in devices.items()},
+        batch=_count(bench.get("batch", 5), "bench.batch", path),
+        runs=_count(bench.get("runs", 20), "bench.runs", path),
+        path=path,
+    )
+
+
+def _only(table: object, allowed: set[str], path: Path, prefix: str) -> None:
+    if not isinstance(table, dict):
+        raise RtmwEdgeError(f"device profile {path}: '{prefix.rstrip('.')}' must be a table")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise RtmwEdgeError(f"device profile {path}: unknown key '{prefix}{unknown[0]}' "
+                            f"(known: {', '.join(sorted(allowed))})")
+
+
+def _choice_list(values: object, allowed: tuple[str, ...], key: str, path: Path) -> tuple[str, ...]:
+    if not isinstance(values, list) or not values or any(v not in allowed for v in values) \
+            or len(set(values)) != len(values):
+        raise RtmwEdgeError(f"device profile {path}: '{key}' must list distinct values of {', '.join(allowed)}")
+    return tuple(values)
+
+
+def _count(value: object, key: str, path: Path, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise RtmwEdgeError(f"device profile {path}: '{key}' must be an integer >= {minimum}, got {value!r}")
+    return value

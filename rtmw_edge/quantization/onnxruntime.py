@@ -1,0 +1,68 @@
+"""ONNX Runtime INT8: static QDQ quantization, per-channel int8 weights, uint8 activations."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from rtmw_edge.artifact import Artifact
+from rtmw_edge.convert import Written
+from rtmw_edge.errors import require
+from rtmw_edge.quantization.cpu import resolve_auto
+from rtmw_edge.quantization.groups import names_in
+
+METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+TYPES = {"quint8": "QUInt8", "qint8": "QInt8"}
+MIN_OPSET = 13
+
+
+def quantize(fp32: Artifact, calibration: np.ndarray, settings: dict, keep_float: list[str], folder: Path,
+             stem: str) -> Written:
+    """INT8 QDQ ONNX of `fp32` in `folder`; nodes of the `keep_float` groups stay float."""
+    onnx = require("onnx", "export")
+    q = require("onnxruntime.quantization", "onnxruntime")
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    path = folder / f"{stem}.onnx"
+    with tempfile.TemporaryDirectory() as scratch:
+        source = _with_per_channel_opset(fp32.main_path, Path(scratch))
+        if settings["preprocess"]:
+            prepared = Path(scratch) / "prepared.onnx"
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            source = prepared
+        nodes = [n.name for n in onnx.load(str(source), load_external_data=False).graph.node]
+        q.quantize_static(
+            str(source), str(path), _Reader(fp32.meta.input_name, calibration),
+            quant_format=q.QuantFormat.QDQ, per_channel=settings["per_channel"],
+            reduce_range=resolve_auto(settings["reduce_range"]),
+            activation_type=getattr(q.QuantType, TYPES[settings["activation_type"]]),
+            weight_type=getattr(q.QuantType, TYPES[settings["weight_type"]]),
+            calibrate_method=getattr(q.CalibrationMethod, METHODS[settings["calibrate_method"]]),
+            nodes_to_exclude=names_in(keep_float, nodes), op_types_to_quantize=settings["op_types"] or None,
+            extra_options={"CalibPercentile": settings["percentile"]},
+        )
+    return Written(path.name, fp32.meta.input_name, list(fp32.meta.output_names))
+
+
+def _with_per_channel_opset(path: Path, scratch: Path) -> Path:
+    """Per-channel QDQ needs opset 13 (DequantizeLinear's axis); older graphs (mmdeploy's 11) are converted."""
+    onnx = require("onnx", "export")
+    model = onnx.load(str(path))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), MIN_OPSET)
+    if opset >= MIN_OPSET:
+        return path
+    converted = scratch / "opset.onnx"
+    onnx.save(onnx.version_converter.convert_version(model, MIN_OPSET), str(converted))
+    return converted
+
+
+class _Reader:
+    """Feeds the calibration inputs one at a time (ONNX Runtime's CalibrationDataReader protocol)."""
+
+    def __init__(self, input_name: str, calibration: np.ndarray) -> None:
+        self._feeds = iter([{input_name: sample[None]} for sample in calibration])
+
+    def get_next(self) -> dict | None:
+        return next(self._feeds, None)

@@ -1,0 +1,239 @@
+"""`rtmw-edge quantize`: FP32 artifact -> calibration -> INT8 -> accuracy gate (-> mixed precision) -> record.
+
+One folder holds the FP32 and INT8 artifacts, `quantization.json` and `report.md`. The gate decides; a
+failed gate keeps the artifacts but marks them failed, and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rtmw_edge.artifact import Artifact, ArtifactMeta, load_artifact, tool_versions, write_metadata
+from rtmw_edge.convert import FORMATS
+from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.export import artifact_dir, export_detector, export_model
+from rtmw_edge.fileio import atomic_dir
+from rtmw_edge.model import get_spec
+from rtmw_edge.quantization.cpu import ISA_FLAGS, cpu_flags, cpu_name, has_vnni
+from rtmw_edge.quantization.gate import Budget, GroundTruthSet, Verdict, judge
+from rtmw_edge.quantization.recipe import load_recipe
+
+FORMAT_OF = {backend: fmt for fmt, backend in FORMATS.items()}
+LATENCY_RUNS = 10
+
+
+@dataclass
+class QuantizeRequest:
+    backend: str
+    model: str = "rtmw-m"
+    weights: str = "auto"
+    allow_untrained: bool = False
+    source: str | None = None  # an FP32 artifact to start from instead of exporting
+    calib: str | None = None
+    calib_images: str | None = None
+    eval_json: str | None = None
+    eval_images: str | None = None
+    detector: str | None = None  # a detector ONNX to quantize too (and to find people in calibration images)
+    recipe: str | None = None
+    budget: Budget = field(default_factory=Budget)
+    out: str = "quantized"
+    overwrite: bool = False
+    threads: int | None = None
+    progress: bool = True
+
+
+@dataclass
+class Outcome:
+    folder: Path
+    record: dict
+    table: str
+
+    @property
+    def passed(self) -> bool:
+        """False only when a judged gate failed (untrained weights are reported, not judged)."""
+        return all(v["passed"] is not False for v in self.record["verdicts"].values())
+
+
+def run_quantize(request: QuantizeRequest) -> Outcome:
+    recipe = load_recipe(request.backend, request.recipe)
+    fmt = FORMAT_OF[request.backend]
+    source = _fp32_source(request) if request.source else None
+    spec = get_spec(source.meta.model if source else request.model)
+    evaluation = GroundTruthSet.open(request.eval_json, request.eval_images) if request.eval_json else None
+    target = Path(request.out) / f"{spec.name}-{request.backend}-int8"
+    if target.exists() and not request.overwrite:
+        raise RtmwEdgeError(f"{target} already exists (use --overwrite to replace it)")
+    with atomic_dir(target, overwrite=request.overwrite) as folder:
+        fp32 = _place_fp32(request, source, spec.name, fmt, folder)
+        record = _quantize_pose(request, recipe, fp32, folder, evaluation)
+        if request.detector:
+            record["detector"] = _quantize_detector(request, recipe, fmt, folder, evaluation)
+            record["verdicts"]["detector"] = record["detector"]["verdict"]
+        from rtmw_edge.quantization.report import render_report, render_table
+
+        table = render_table(record)
+        (folder / "quantization.json").write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
+        (folder / "report.md").write_text(render_report(record, table))
+    return Outcome(target, record, table)
+
+
+# ------------------------------------------------------------------------------------------------ pose
+
+def _fp32_source(request: QuantizeRequest) -> Artifact:
+    artifact = load_artifact(request.source)
+    meta = artifact.meta
+    if meta.kind != "pose" or meta.precision not in ("fp32",):
+        raise RtmwEdgeError(f"{request.source} is a {meta.precision} {meta.kind} artifact: the source must be an "
+                            "FP32 pose artifact (made by `rtmw-edge export`)")
+    if meta.backend != request.backend:
+        raise RtmwEdgeError(f"{request.source} is for {meta.backend}, not {request.backend}: export it for "
+                            f"{request.backend} first")
+    return artifact
+
+
+def _place_fp32(request: QuantizeRequest, source: Artifact | None, name: str, fmt: str, folder: Path) -> Artifact:
+    if source is None:
+        return export_model(name, fmt, "fp32", weights=request.weights, out_dir=folder,
+                            allow_untrained=request.allow_untrained, progress=request.progress)[0]
+    copied = artifact_dir(folder, name, fmt, "fp32")
+    shutil.copytree(source.folder, copied)
+    return load_artifact(copied)
+
+
+def _quantize_pose(request: QuantizeRequest, recipe: dict, fp32: Artifact, folder: Path,
+                   evaluation: GroundTruthSet | None) -> dict:
+    from rtmw_edge.quantization import scoring
+    from rtmw_edge.quantization.calibration import pose_calibration
+
+    calib_cfg = recipe["calibration"]
+    detector = _calibration_detector(request)
+    calib = pose_calibration(request.calib, tuple(fp32.meta.input_hw), size=calib_cfg["size"],
+                             seed=calib_cfg["seed"], augment=calib_cfg["augment"], detector=detector,
+                             images_dir=request.calib_images, progress=request.progress)
+    scorer = scoring.PoseScorer(fp32, evaluation, request.threads, seed=calib_cfg["seed"] + 1,
+                                progress=request.progress)
+    keep = list(recipe["keep_float"]["groups"])
+    order = _revert_order(recipe, keep)
+    attempts = []
+    while True:
+        int8 = _quantize_once(request.backend, recipe, fp32, calib, keep, folder)
+        int8_ap, extra = scorer.score(int8)
+        verdict = judge(scorer.fp32_ap, int8_ap, request.budget, fp32.meta.trained)
+        attempts.append({"kept_float": list(keep), "int8_ap": int8_ap, "drops": verdict.drops,
+                         "verdict": verdict.label})
+        if verdict.passed is not False or not recipe["gate"]["fallback"] or not order:
+            break
+        keep.append(order.pop(0))
+    _mark(int8, verdict, keep, calib, recipe)
+    latency = _latency(fp32, int8, request.threads)
+    return {
+        "model": fp32.meta.model, "backend": request.backend, "trained": fp32.meta.trained,
+        "weights": fp32.meta.weights, "recipe": recipe, "seed": calib_cfg["seed"],
+        "calibration": {"sha256": calib.sha256, "size": len(calib.inputs), "sources": calib.sources,
+                        "description": calib.description},
+        "evaluation": scorer.description, "budget": asdict(request.budget),
+        "artifacts": {"fp32": _facts(fp32), "int8": _facts(int8)},
+        "accuracy": {"fp32": scorer.fp32_ap, "int8": int8_ap, **extra},
+        "reverted_to_float": keep[len(recipe["keep_float"]["groups"]):], "kept_float": keep,
+        "attempts": attempts, "latency_ms": latency,
+        "verdicts": {"pose": _verdict_dict(verdict)},
+        "machine": {"cpu": cpu_name(), "vnni": has_vnni(), "flags": sorted(cpu_flags() & ISA_FLAGS)},
+        "tools": tool_versions(),
+    }
+
+
+
+def _calibration_detector(request: QuantizeRequest):
+    from rtmw_edge.detector import open_detector
+
+    return open_detector(request.detector, threads=request.threads)
+
+
+def _revert_order(recipe: dict, keep: list[str]) -> list[str]:
+    """Groups to revert on a failed gate: by measured sensitivity (lowest SNR first), then the recipe's order."""
+    measured = sorted(recipe.get("sensitivity", {}).items(), key=lambda kv: kv[1])
+    order = [g for g, _ in measured] + list(recipe["gate"]["revert_order"])
+    return list(dict.fromkeys(g for g in order if g not in keep))
+
+
+def _quantize_once(backend: str, recipe: dict, fp32: Artifact, calib, keep: list[str], folder: Path) -> Artifact:
+    quantizer = importlib.import_module(f"rtmw_edge.quantization.{backend}")
+    target = artifact_dir(folder, fp32.meta.model, FORMAT_OF[backend], "int8")
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir()
+    written = quantizer.quantize(fp32, calib.inputs, recipe["quantizer"], keep, target, fp32.meta.model)
+    meta = copy.deepcopy(fp32.meta)
+    meta.precision, meta.main_file = "int8", written.main_file
+    meta.input_name, meta.output_names = written.input_name, written.output_names
+    meta.verification, meta.tools = {}, tool_versions()
+    write_metadata(target, meta)
+    return load_artifact(target)
+
+
+def _mark(int8: Artifact, verdict: Verdict, keep: list[str], calib, recipe: dict) -> None:
+    """Record the recipe, calibration and gate result in the INT8 artifact's own sidecar."""
+    int8.meta.quantization = {"gate": verdict.label, "reason": verdict.reason, "kept_float": keep,
+                              "calibration_sha256": calib.sha256, "quantizer": recipe["quantizer"]}
+    write_metadata(int8.folder, int8.meta)
+
+
+def _latency(fp32: Artifact, int8: Artifact, threads: int | None) -> dict[str, float]:
+    from rtmw_edge.backends import open_runner
+    from rtmw_edge.benchmark import interleaved_latency
+
+    batch = np.zeros((1, 3, *fp32.meta.input_hw), np.float32)
+    runners = {a.meta.precision: open_runner(a.main_path, a.meta.backend, threads=threads,
+                                             input_name=a.meta.input_name, output_names=a.meta.output_names)
+               for a in (fp32, int8)}
+    times = interleaved_latency({k: (lambda r=r: r.run(batch)) for k, r in runners.items()}, runs=LATENCY_RUNS)
+    return {k: round(float(np.median(v)) * 1000, 2) for k, v in times.items()}
+
+
+def _facts(artifact: Artifact) -> dict:
+    size = sum((artifact.folder / name).stat().st_size for name in artifact.meta.files)
+    return {"path": f"{artifact.folder.name}/{artifact.meta.main_file}", "precision": artifact.meta.precision,
+            "size_mb": round(size / 1e6, 2), "trained": artifact.meta.trained}
+
+
+def _verdict_dict(verdict: Verdict) -> dict:
+    return {"passed": verdict.passed, "label": verdict.label, "reason": verdict.reason, "drops": verdict.drops}
+
+
+# -------------------------------------------------------------------------------------------- detector
+
+def _quantize_detector(request: QuantizeRequest, recipe: dict, fmt: str, folder: Path,
+                       evaluation: GroundTruthSet | None) -> dict:
+    from rtmw_edge.detector import open_detector
+    from rtmw_edge.quantization.calibration import detector_calibration
+    from rtmw_edge.quantization.gate import detector_ap
+
+    fp32 = export_detector(request.detector, fmt, "fp32", out_dir=folder)[0]
+    calib_cfg = recipe["calibration"]
+    calib = detector_calibration(request.calib, tuple(fp32.meta.input_hw), seed=calib_cfg["seed"],
+                                 augment=calib_cfg["augment"], progress=request.progress)
+    int8 = _quantize_once(request.backend, recipe, fp32, calib, [], folder)
+    facts = {"fp32": _facts(fp32), "int8": _facts(int8)}
+    if evaluation is None:
+        verdict = Verdict(None, {}, "not judged (no ground truth given: --eval)")
+        return {"artifacts": facts, "verdict": _verdict_dict(verdict)}
+    ap = {a.meta.precision: detector_ap(open_detector(a.folder, threads=request.threads), evaluation, request.progress)
+          for a in (fp32, int8)}
+    verdict = judge({"wholebody": ap["fp32"]}, {"wholebody": ap["int8"]}, request.budget, trained=True)
+    _mark(int8, verdict, [], calib, recipe)
+    return {"artifacts": facts, "box_ap": ap, "verdict": _verdict_dict(verdict),
+            "calibration": {"sha256": calib.sha256, "size": len(calib.inputs)}}
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, ArtifactMeta | Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,59 @@
+"""Quantization recipes are data: `quantize/<backend>.toml` ships the defaults, `--recipe FILE` overrides."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+
+from rtmw_edge.errors import RtmwEdgeError
+
+BACKENDS = ("openvino", "onnxruntime", "ncnn")
+
+
+def recipes_dir() -> Path:
+    """The shipped recipes: inside the installed wheel, or `quantize/` of a source checkout."""
+    packaged = Path(__file__).resolve().parents[1] / "_recipes"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "quantize"
+
+
+def load_recipe(backend: str, override: str | Path | None = None) -> dict:
+    """The default recipe of `backend`, with the keys of `override` (a partial TOML file) merged over it."""
+    if backend not in BACKENDS:
+        raise RtmwEdgeError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    recipe = _read(recipes_dir() / f"{backend}.toml")
+    if override is not None:
+        extra = _read(Path(override))
+        if extra.get("backend", backend) != backend:
+            raise RtmwEdgeError(f"recipe {override} is for backend '{extra['backend']}', not '{backend}'")
+        _check_known(recipe, extra, str(override))
+        recipe = _merge(recipe, extra)
+    return recipe
+
+
+def _read(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise RtmwEdgeError(f"recipe {path} does not exist") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RtmwEdgeError(f"recipe {path} is not valid TOML ({exc})") from exc
+
+
+def _check_known(base: dict, extra: dict, where: str, prefix: str = "") -> None:
+    """A misspelt key would silently do nothing: refuse keys the default recipe does not have."""
+    for key, value in extra.items():
+        if key not in base:
+            raise RtmwEdgeError(f"recipe {where}: unknown key '{prefix}{key}'")
+        if isinstance(value, dict) and isinstance(base[key], dict) and key != "sensitivity":
+            _check_known(base[key], value, where, f"{prefix}{key}.")
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,57 @@
+"""The one table `rtmw-edge quantize` prints, and the short report.md beside quantization.json."""
+
+from __future__ import annotations
+
+from rtmw_edge.table import format_table
+
+PARTS = ("wholebody", "body", "foot", "face", "left_hand", "right_hand")
+PART_TITLES = ("AP whole", "body", "foot", "face", "l-hand", "r-hand")
+
+
+def render_table(record: dict) -> str:
+    """One row per artifact: precision, size, AP per part (or agreement with FP32), latency, gate."""
+    mark = "" if record["trained"] else " (untrained)"
+    rows = []
+    for precision in ("fp32", "int8"):
+        facts = record["artifacts"][precision]
+        ap = record["accuracy"][precision]
+        gate = "reference" if precision == "fp32" else record["verdicts"]["pose"]["label"]
+        rows.append([f"{record['model']}{mark}", record["backend"], precision, f"{facts['size_mb']:.1f}",
+                     *(f"{100 * ap[p]:.1f}" for p in PARTS), f"{record['latency_ms'][precision]:.1f}", gate])
+    detector = record.get("detector")
+    if detector:
+        for precision in ("fp32", "int8"):
+            facts = detector["artifacts"][precision]
+            box_ap = detector.get("box_ap", {}).get(precision)
+            gate = "reference" if precision == "fp32" else detector["verdict"]["label"]
+            rows.append([f"detector {facts['path'].split('/')[0]}", record["backend"], precision,
+                         f"{facts['size_mb']:.1f}", "box AP " + (f"{100 * box_ap:.1f}" if box_ap is not None else "-"),
+                         "", "", "", "", "", "", gate])
+    header = ["artifact", "backend", "precision", "size MB", *PART_TITLES, "latency ms", "gate"]
+    return format_table(header, rows)
+
+
+def render_report(record: dict, table: str) -> str:
+    pose = record["verdicts"]["pose"]
+    lines = [
+        f"# INT8 {record['model']} on {record['backend']}",
+        "",
+        f"Weights: {record['weights']['kind']}" + ("" if record["trained"] else
+                                                   " — UNTRAINED: accuracy is reported, not judged."),
+        f"Evaluation: {record['evaluation']}",
+        f"Calibration: {record['calibration']['size']} inputs, sha256 {record['calibration']['sha256'][:16]}…"
+        f" ({record['calibration']['description']})",
+        f"Budget: whole body {record['budget']['wholebody']} AP, any part {record['budget']['part']} AP.",
+        f"Gate: **{pose['label']}** — {pose['reason']}.",
+        f"Kept in float: {', '.join(record['kept_float']) or 'nothing'}; reverted by the gate: "
+        f"{', '.join(record['reverted_to_float']) or 'nothing'}.",
+        f"Machine: {record['machine']['cpu']} (VNNI: {'yes' if record['machine']['vnni'] else 'no'}); "
+        f"latency is the median of interleaved batch-1 runs.",
+        "",
+        "AP columns are COCO-WholeBody AP x100 against ground truth, or against FP32's own predictions when no "
+        "ground truth was given (then FP32 scores 100 by definition).",
+        "",
+        table,
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,234 @@
+"""`rtmw-edge bench` and `report merge`: real runtimes on two small untrained artifacts, few rounds.
+
+No timing is asserted: the machine is shared. What is asserted is what the reports contain, that rounds alternate
+between artifacts, that ratios are taken against the baseline asked for, and that profiles reach the runners.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from oracle import MINI_DIR, MODELS_DIR, need
+
+from rtmw_edge.bench import choose_baseline, find_pose_artifacts, measure_latency, plan
+from rtmw_edge.benchmark import speedup
+from rtmw_edge.cli import main
+from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.predictor import Predictor
+from rtmw_edge.profiles import load_profile, shipped_profiles
+
+ONNX = "rtmw-m-256x192-onnx-fp32"
+OPENVINO = "rtmw-m-256x192-openvino-fp32"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+RUNS = 3
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder holding an ONNX and an OpenVINO FP32 artifact, as `rtmw-edge export` leaves them."""
+    from rtmw_edge.export import export_model
+
+    folder = tmp_path_factory.mktemp("exports")
+    for fmt in ("onnx", "openvino"):
+        export_model("rtmw-m", fmt, "fp32", weights="untrained", out_dir=folder, progress=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def two_devices(exports: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two bench runs standing in for two devices: 1 thread with a detector; 2 threads under a profile."""
+    gt = str(need(MINI_DIR / "example_wholebody_val.json"))
+    detector = str(need(MODELS_DIR / "rtmdet-nano.onnx"))
+    out = tmp_path_factory.mktemp("bench")
+    common = ["bench", str(exports), "--runs", str(RUNS), "--batch", "2", "--eval", gt]
+    assert main([*common, "--threads", "1", "--detector", detector, "--label", "one-thread",
+                 "--out", str(out / "one")]) == 0
+    assert main([*common, "--threads", "2", "--device-profile", "intel-cpu", "--baseline", OPENVINO,
+                 "--label", "two-threads", "--out", str(out / "two")]) == 0
+    return out / "one", out / "two"
+
+
+def _results(folder: Path) -> dict:
+    return json.loads((folder / "results.json").read_text())
+
+
+def _by_name(results: dict) -> dict[str, dict]:
+    return {a["name"]: a for a in results["artifacts"]}
+
+
+def _is_png(data: bytes) -> bool:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return data.startswith(PNG_MAGIC) and image is not None and image.shape[1] >= 600
+
+
+def test_results_json_holds_the_machine_the_settings_and_every_figure(two_devices):
+    results = _results(two_devices[0])
+    machine = results["machine"]
+    assert machine["cpu"] and machine["cores"] >= 1 and isinstance(machine["vnni"], bool) and machine["flags"]
+    assert {"onnxruntime", "openvino", "python"} <= set(machine["libraries"]) and machine["os"]
+    assert results["settings"] | {"runs": RUNS, "batch": 2, "threads": 1} == results["settings"]
+    assert results["settings"]["e2e_frame"]["persons"] >= 1
+    artifacts = _by_name(results)
+    assert set(artifacts) == {ONNX, OPENVINO}
+    for a in artifacts.values():
+        assert a["trained"] is False and a["label"].endswith("(untrained)")
+        assert a["size_mb"] > 100 and a["load_s"] > 0 and a["mem_mb"] > 50  # an FP32 rtmw-m holds 129 MB of weights
+        for batch in ("batch1", "batch2"):
+            latency = a["latency_ms"][batch]
+            assert len(latency["runs"]) == RUNS and 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
+        assert a["speedup"]["low"] <= a["speedup"]["value"] <= a["speedup"]["high"]
+        assert a["accuracy"]["metric"] == "ap" and len(a["accuracy"]["parts"]) == 6
+        assert a["e2e_ms"]["persons"] >= 1 and len(a["e2e_ms"]["runs"]) == RUNS
+        assert a["options"] == {"threads": 1, "device": None}
+
+
+def test_reports_mark_untrained_weights_and_embed_the_plot(two_devices):
+    folder = two_devices[0]
+    markdown = (folder / "report.md").read_text()
+    assert f"| {ONNX} (untrained)" in markdown and "UNTRAINED weights" in markdown
+    assert "e2e ms/frame" in markdown and "![accuracy against latency](pareto.png)" in markdown
+    page = (folder / "report.html").read_text()
+    embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(embedded) == 1 and _is_png(base64.b64decode(embedded[0]))
+    assert not re.search(r'(src|href)="(?!data:)', page), "report.html must not load anything from outside"
+    assert "(untrained)" in page and _is_png((folder / "pareto.png").read_bytes())
+
+
+def test_speedups_are_ratios_of_medians_against_the_chosen_baseline(two_devices):
+    for folder, baseline, other in ((two_devices[0], ONNX, OPENVINO), (two_devices[1], OPENVINO, ONNX)):
+        results = _results(folder)
+        artifacts = _by_name(results)
+        assert results["settings"]["baseline"] == baseline
+        assert artifacts[baseline]["speedup"]["value"] == pytest.approx(1.0)
+        expected = (np.median(artifacts[baseline]["latency_ms"]["batch1"]["runs"])
+                    / np.median(artifacts[other]["latency_ms"]["batch1"]["runs"]))
+        assert artifacts[other]["speedup"]["value"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_paired_bootstrap_interval_brackets_the_ratio_of_medians():
+    assert speedup(np.array([2.0, 2.0, 2.0]), np.array([1.0, 1.0, 1.0])) == (2.0, 2.0, 2.0)
+    rng = np.random.default_rng(1)
+    base = 10 + rng.normal(0, 1, 40)
+    ratio, low, high = speedup(base, base / 3)
+    assert ratio == pytest.approx(3.0) and low == pytest.approx(3.0) and high == pytest.approx(3.0)
+    ratio, low, high = speedup(base, 5 + rng.normal(0, 1, 40))
+    assert low < ratio < high and 1.5 < ratio < 2.5
+    with pytest.raises(ValueError):
+        speedup(base, base[:5])
+
+
+def test_rounds_alternate_between_artifacts_a_b_a_b(exports):
+    """The scheduler, observed through the runners: every round runs each artifact once, in the same order."""
+    calls: list[tuple[str, int]] = []
+
+    class Recorded:
+        def __init__(self, runner, name: str) -> None:
+            self.runner, self.name = runner, name
+
+        def run(self, batch: np.ndarray) -> list[np.ndarray]:
+            calls.append((self.name, len(batch)))
+            return self.runner.run(batch)
+
+    predictors = {}
+    for name in ("A", "B"):
+        predictor = Predictor(exports / (ONNX if name == "A" else OPENVINO), threads=1)
+        predictor.runner = Recorded(predictor.runner, name)
+        predictors[name] = predictor
+    times = measure_latency(predictors, batch=2, runs=RUNS, warmup=0)
+    assert calls == [("A", 1), ("B", 1), ("A", 2), ("B", 2)] * RUNS
+    assert {k: sorted(v) for k, v in times.items()} == {"A": ["batch1", "batch2"], "B": ["batch1", "batch2"]}
+
+
+def test_report_merge_puts_two_devices_in_one_comparison(two_devices, tmp_path, capsys):
+    merged = tmp_path / "merged"
+    assert main(["report", "merge", *(str(f / "results.json") for f in two_devices), "--out", str(merged)]) == 0
+    markdown = (merged / "report.md").read_text()
+    assert markdown.count("## one-thread") == 1 and markdown.count("## two-threads") == 1
+    assert markdown.count(f"| {ONNX} (untrained)") == 2
+    page = (merged / "report.html").read_text()
+    assert page.count("<h2>") == 2 and page.count("data:image/png;base64,") == 1
+    assert _is_png((merged / "pareto.png").read_bytes())
+    assert "one-thread" in capsys.readouterr().out
+
+
+def test_a_profile_orders_backends_and_reaches_the_runners(two_devices):
+    results = _results(two_devices[1])
+    assert results["settings"]["device_profile"] == "intel-cpu" and results["label"] == "two-threads"
+    assert [a["name"] for a in results["artifacts"]] == [OPENVINO, ONNX]  # intel-cpu runs OpenVINO first
+    assert _by_name(results)[OPENVINO]["options"] == {"threads": 2, "device": "CPU"}
+    assert _by_name(results)[ONNX]["options"] == {"threads": 2, "device": "cpu"}
+
+
+def test_every_shipped_profile_parses_and_applies(exports):
+    artifacts = find_pose_artifacts([exports])
+    assert set(shipped_profiles()) == {"raspberry-pi", "jetson", "intel-cpu"}
+    for name in shipped_profiles():
+        profile = load_profile(name)
+        planned, skipped = plan(artifacts, profile, threads=None)
+        backends = [p.artifact.meta.backend for p in planned]
+        assert backends == sorted(backends, key=profile.backends.index)
+        assert {s["name"] for s in skipped} == {p.folder.name for p in artifacts
+                                               if p.meta.backend not in profile.backends}
+        for item in planned:
+            backend = item.artifact.meta.backend
+            assert item.options == {"threads": profile.threads, "device": profile.devices.get(backend)}
+        assert all(p.options["threads"] == 3 for p in plan(artifacts, profile, threads=3)[0])
+    jetson = plan(artifacts, load_profile("jetson"))[0]
+    assert [(p.name, p.options["device"]) for p in jetson] == [(ONNX, "tensorrt")]
+    assert load_profile("raspberry-pi").runner_options("ncnn") == {"threads": 4, "device": "cpu"}
+
+
+def test_default_baseline_is_the_first_fp32_onnxruntime_artifact(exports):
+    artifacts = find_pose_artifacts([exports / OPENVINO, exports])
+    names = [a.folder.name for a in artifacts]
+    assert names == [OPENVINO, ONNX]
+    assert choose_baseline(names, artifacts) == 1
+    assert choose_baseline(names, artifacts, OPENVINO) == 0
+    with pytest.raises(RtmwEdgeError, match=ONNX):
+        choose_baseline(names, artifacts, "rtmw-x")
+
+
+def test_bad_profiles_fail_in_one_line(exports, tmp_path, capsys):
+    with pytest.raises(RtmwEdgeError) as bad_name:
+        load_profile("no-such-device")
+    assert "\n" not in str(bad_name.value) and "intel-cpu" in str(bad_name.value)
+    typo = tmp_path / "typo.toml"
+    typo.write_text('backends = ["openvino"]\nthread = 4\n')
+    with pytest.raises(RtmwEdgeError, match="unknown key 'thread'"):
+        load_profile(typo)
+    assert main(["bench", str(exports), "--device-profile", "no-such-device", "--out", str(tmp_path / "o")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("what", ["empty folder", "non-artifact file", "missing path"])
+def test_nothing_to_bench_is_one_clear_line_and_exit_2(what, tmp_path, capsys):
+    path = {"empty folder": tmp_path / "empty", "non-artifact file": tmp_path / "notes.txt",
+            "missing path": tmp_path / "nowhere"}[what]
+    if what == "empty folder":
+        path.mkdir()
+    elif what == "non-artifact file":
+        path.write_text("not a model")
+    assert main(["bench", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and err[0].startswith("rtmw-edge bench: error:")
+    assert not (tmp_path / "out").exists()
+
+
+def test_merge_refuses_a_file_that_is_not_bench_results(tmp_path, capsys):
+    other = tmp_path / "quantization.json"
+    other.write_text(json.dumps({"accuracy": {}}))
+    assert main(["report", "merge", str(other), "--out", str(tmp_path / "m")]) == 2
+    assert "not a results.json written by rtmw-edge bench" in capsys.readouterr().err
+
+
+def test_existing_results_are_kept_unless_overwrite_is_asked(two_devices, exports, capsys):
+    before = (two_devices[0] / "results.json").read_bytes()
+    assert main(["bench", str(exports), "--out", str(two_devices[0]), "--runs", "1"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (two_devices[0] / "results.json").read_bytes() == before

@@ -59,7 +59,7 @@ def _quantize(args: argparse.Namespace) -> int:
         backend=args.backend, model=args.model, weights=args.weights, allow_untrained=args.allow_untrained,
         source=args.source, calib=args.calib, calib_images=args.calib_images, eval_json=args.eval,
         eval_images=args.eval_images, detector=args.detector, recipe=args.recipe, budget=budget, out=args.out,
-        overwrite=args.overwrite, threads=args.threads))
+        overwrite=args.overwrite, threads=args.threads, sensitivity=args.sensitivity))
     print(outcome.table)
     print(f"report: {outcome.folder / 'report.md'}  record: {outcome.folder / 'quantization.json'}")
     if not outcome.passed:
@@ -150,6 +150,8 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-drop", nargs=2, type=float, metavar=("WHOLEBODY", "PART"), default=(1.0, 2.0),
                    help="largest AP drop allowed on the whole body and on any part (default 1.0 2.0)")
     p.add_argument("--threads", type=int, help="inference threads for evaluation and latency")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="also measure each layer group quantized alone (for a recipe's [sensitivity] table)")
     p.add_argument("--out", default="quantized", help="folder that receives the result folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing result folder")
 

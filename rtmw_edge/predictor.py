@@ -83,6 +83,10 @@ class Person:
         return float(self.box_score * confident.mean()) if confident.size else 0.0
 
 
+class BrokenOutputError(RtmwEdgeError):
+    """The pose model gave non-finite or all-zero SimCC outputs: a broken (e.g. overflowed INT8) artifact."""
+
+
 class Predictor:
     """Whole-body pose of every person in a BGR image, from a pose artifact and an optional person detector.
 
@@ -145,7 +149,7 @@ class Predictor:
         broken = _broken_rows(simcc_x) | _broken_rows(simcc_y)
         broken = broken[:count] | broken[count:] if self.flip_test else broken
         if broken.any():
-            raise RtmwEdgeError(
+            raise BrokenOutputError(
                 f"the pose model returned non-finite/all-zero outputs for {int(broken.sum())} of {count} persons: "
                 f"the artifact is broken (INT8 overflow?): {self.artifact.main_path}")
         if self.flip_test:

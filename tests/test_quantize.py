@@ -167,3 +167,19 @@ def test_recipe_override_merges_over_the_shipped_default(tmp_path):
     recipe = load_recipe("openvino", fast_recipe(tmp_path, "openvino"))
     assert recipe["calibration"]["size"] == 16 and recipe["calibration"]["seed"] == 0
     assert recipe["quantizer"]["preset"] == "mixed"
+
+
+def test_sensitivity_measures_each_group_alone_and_orders_the_reverts(tmp_path, monkeypatch):
+    from rtmw_edge.quantization import groups, pipeline
+
+    two = {"head.encode": groups.LAYER_GROUPS["head.encode"], "neck": groups.LAYER_GROUPS["neck"]}
+    monkeypatch.setattr(pipeline, "LAYER_GROUPS", two)  # two groups keep the test short
+    code, folder = quantize(tmp_path, "openvino", "--sensitivity")
+    record = json.loads((folder / "quantization.json").read_text())
+    assert code == 0 and set(record["sensitivity"]) == {"head.encode", "neck"}
+    assert all(0.0 <= m["wholebody_ap"] <= 100.0 and m["logit_snr_db"] is not None
+               for m in record["sensitivity"].values())
+    assert "## Sensitivity" in (folder / "report.md").read_text()
+    measured = {"backbone.stage1": 20.0, "neck": 5.0}
+    recipe = {"sensitivity": measured, "gate": {"revert_order": ["head.encode", "neck", "backbone.stage1"]}}
+    assert pipeline._revert_order(recipe, ["head.gau"]) == ["neck", "backbone.stage1", "head.encode"]

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from rtmw_edge.artifact import Artifact, ArtifactMeta, load_artifact, tool_versions, write_metadata
 from rtmw_edge.convert import FORMATS
@@ -23,6 +24,7 @@ from rtmw_edge.fileio import atomic_dir
 from rtmw_edge.model import get_spec
 from rtmw_edge.quantization.cpu import ISA_FLAGS, cpu_flags, cpu_name, has_vnni
 from rtmw_edge.quantization.gate import Budget, GroundTruthSet, Verdict, judge
+from rtmw_edge.quantization.groups import LAYER_GROUPS
 from rtmw_edge.quantization.recipe import load_recipe
 
 FORMAT_OF = {backend: fmt for fmt, backend in FORMATS.items()}
@@ -46,6 +48,7 @@ class QuantizeRequest:
     out: str = "quantized"
     overwrite: bool = False
     threads: int | None = None
+    sensitivity: bool = False  # also measure each layer group quantized alone
     progress: bool = True
 
 
@@ -119,6 +122,7 @@ def _quantize_pose(request: QuantizeRequest, recipe: dict, fp32: Artifact, folde
                              images_dir=request.calib_images, progress=request.progress)
     scorer = scoring.PoseScorer(fp32, evaluation, request.threads, seed=calib_cfg["seed"] + 1,
                                 progress=request.progress)
+    sensitivity = _sensitivity(request, recipe, fp32, calib, scorer, folder) if request.sensitivity else None
     keep = list(recipe["keep_float"]["groups"])
     order = _revert_order(recipe, keep)
     attempts = []
@@ -142,12 +146,26 @@ def _quantize_pose(request: QuantizeRequest, recipe: dict, fp32: Artifact, folde
         "artifacts": {"fp32": _facts(fp32), "int8": _facts(int8)},
         "accuracy": {"fp32": scorer.fp32_ap, "int8": int8_ap, **extra},
         "reverted_to_float": keep[len(recipe["keep_float"]["groups"]):], "kept_float": keep,
-        "attempts": attempts, "latency_ms": latency,
+        "attempts": attempts, "latency_ms": latency, "sensitivity": sensitivity,
         "verdicts": {"pose": _verdict_dict(verdict)},
         "machine": {"cpu": cpu_name(), "vnni": has_vnni(), "flags": sorted(cpu_flags() & ISA_FLAGS)},
         "tools": tool_versions(),
     }
 
+
+
+def _sensitivity(request: QuantizeRequest, recipe: dict, fp32: Artifact, calib, scorer, folder: Path) -> dict:
+    """Whole-body AP x100 with only one layer group in int8 (the others float): low means sensitive.
+
+    The figures go into a recipe's [sensitivity] table, which orders the gate's reverts.
+    """
+    groups = list(LAYER_GROUPS)
+    measured = {}
+    for group in tqdm(groups, desc="sensitivity", disable=not request.progress, leave=False):
+        int8 = _quantize_once(request.backend, recipe, fp32, calib, [g for g in groups if g != group], folder)
+        ap, extra = scorer.score(int8)
+        measured[group] = {"wholebody_ap": round(100 * ap["wholebody"], 2), "logit_snr_db": extra.get("logit_snr_db")}
+    return measured
 
 
 def _calibration_detector(request: QuantizeRequest):

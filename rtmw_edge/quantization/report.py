@@ -54,4 +54,9 @@ def render_report(record: dict, table: str) -> str:
         table,
         "",
     ]
+    if record.get("sensitivity"):
+        rows = [[group, f"{m['wholebody_ap']:.1f}", "-" if m["logit_snr_db"] is None else f"{m['logit_snr_db']:.1f}"]
+                for group, m in sorted(record["sensitivity"].items(), key=lambda kv: kv[1]["wholebody_ap"])]
+        lines += ["## Sensitivity: one layer group in int8, the rest float (most sensitive first)", "",
+                  format_table(["group", "AP whole x100", "logit SNR dB"], rows), ""]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ import numpy as np
 from rtmw_edge import topdown
 from rtmw_edge.artifact import Artifact
 from rtmw_edge.evaluation import PART_NAMES
+from rtmw_edge.predictor import BrokenOutputError
 from rtmw_edge.quantization.gate import GroundTruthSet, pose_ap
 
 REFERENCE_CROPS = 64  # held-out crops (another seed of the shipped set) when no ground truth is given
@@ -35,7 +36,16 @@ class PoseScorer:
         self.fp32_ap = {part: 1.0 for part in PART_NAMES}
 
     def score(self, int8: Artifact) -> tuple[dict[str, float], dict]:
-        """INT8's AP per part, and extra figures (NME, logit SNR) when scored against FP32."""
+        """INT8's AP per part, and extra figures (NME, logit SNR) when scored against FP32.
+
+        An INT8 model whose outputs are non-finite or all zero scores 0 everywhere, with the reason.
+        """
+        try:
+            return self._score(int8)
+        except BrokenOutputError as exc:
+            return {part: 0.0 for part in PART_NAMES}, {"broken": str(exc)}
+
+    def _score(self, int8: Artifact) -> tuple[dict[str, float], dict]:
         if self.evaluation is not None:
             return pose_ap(self._predictor(int8), self.evaluation, self.progress), {}
         report = self._report(self._crop_predictions(int8))

@@ -48,7 +48,7 @@ def judge(fp32_ap: dict[str, float], int8_ap: dict[str, float], budget: Budget, 
     drops = {part: round(100.0 * (fp32_ap[part] - int8_ap[part]), 3) for part in fp32_ap}
     over = [p for p, d in drops.items() if d > (budget.wholebody if p == WHOLEBODY else budget.part)]
     if not trained:
-        return Verdict(None, drops, "not judged (untrained weights)")
+        return Verdict(None, drops, "untrained weights: every figure is shown, none is judged")
     if over:
         worst = max(over, key=lambda p: drops[p])
         return Verdict(False, drops, f"{worst} drops {drops[worst]:.2f} AP (budget {_limit(worst, budget):g})")

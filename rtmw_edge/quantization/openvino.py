@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -22,13 +23,19 @@ def quantize(fp32: Artifact, calibration: np.ndarray, settings: dict, keep_float
     """INT8 IR of `fp32` in `folder`; groups in `keep_float` stay float (NNCF ignored scope)."""
     ov = require("openvino", "openvino")
     nncf = require("nncf", "openvino")
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        AdvancedSmoothQuantParameters,
+        OverflowFix,
+    )
+
+    nncf.set_log_level(logging.WARNING)  # NNCF reports every op it skips at INFO; our table says what matters
 
     model = ov.Core().read_model(str(fp32.main_path))
     overflow = OverflowFix.ENABLE if resolve_auto(settings["overflow_fix"]) else OverflowFix.DISABLE
     advanced = AdvancedQuantizationParameters(overflow_fix=overflow)
     if not settings["smooth_quant"]:
-        advanced.smooth_quant_alpha = -1.0
+        advanced.smooth_quant_alphas = AdvancedSmoothQuantParameters(convolution=-1, matmul=-1)
     ignored = nncf.IgnoredScope(patterns=patterns(keep_float), validate=False) if keep_float else None
     quantized = nncf.quantize(
         model, nncf.Dataset([sample[None] for sample in calibration]),

@@ -25,7 +25,7 @@ size = 16
 [quantizer]
 {quantizer}
 """
-FAST_QUANTIZER = {"openvino": "subset_size = 16", "onnxruntime": "preprocess = true", "ncnn": 'method = "kl"'}
+FAST_QUANTIZER = {"openvino": "subset_size = 16", "onnxruntime": "preprocess = true", "ncnn": 'method = "percentile"'}
 
 
 def fast_recipe(tmp_path: Path, backend: str, extra: str = "") -> Path:
@@ -95,10 +95,17 @@ def test_onnxruntime_quantize_makes_a_qdq_model_byte_identical_for_the_same_inpu
     assert first.read_bytes() == second.read_bytes()
 
 
-def test_ncnn_quantize_writes_a_stock_ncnn_int8_model_a_third_the_size(tmp_path):
-    code, folder = quantize(tmp_path, "ncnn")
+def test_ncnn_quantize_writes_a_stock_ncnn_int8_model_and_layer_search_keeps_the_detector(tmp_path):
+    detector = str(need(MODELS_DIR / "rtmdet-nano.onnx"))
+    gt = str(need(MINI_DIR / "example_wholebody_val.json"))
+    code, folder = quantize(tmp_path, "ncnn", "--detector", detector, "--eval", gt, "--calib", str(MINI_DIR))
     assert code == 0
     record = json.loads((folder / "quantization.json").read_text())
+    gate = record["detector"]
+    # all-int8 (depthwise float) loses ~4.7 AP; the search reverts the most harmful layer(s) until it holds
+    assert gate["attempts"][0]["verdict"] == "FAIL" and gate["verdict"]["passed"] is True
+    assert 1 <= len(gate["reverted_to_float"]) <= 4
+    assert gate["box_ap"]["fp32"] - gate["box_ap"]["int8"] <= 0.010
     assert record["artifacts"]["int8"]["size_mb"] <= 0.30 * record["artifacts"]["fp32"]["size_mb"]
     int8 = load_artifact(folder / "rtmw-m-256x192-ncnn-int8")
     assert "8=2" in int8.main_path.read_text()  # int8 convolutions with per-channel weight scales

@@ -228,6 +228,11 @@ def _quantizable(graph: ParamGraph) -> list[ParamLayer]:
     return layers
 
 
+def quantizable_layers(param: str | os.PathLike) -> list[ParamLayer]:
+    """The layers of an FP32 .param that ncnn can run in INT8."""
+    return _quantizable(ParamGraph(_graph_text(Path(param))))
+
+
 # ---------------------------------------------------------------------------------------------- table
 
 @dataclass

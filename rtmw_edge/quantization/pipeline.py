@@ -237,16 +237,36 @@ def _quantize_detector(request: QuantizeRequest, recipe: dict, fmt: str, folder:
     calib = detector_calibration(request.calib, tuple(fp32.meta.input_hw), seed=calib_cfg["seed"],
                                  augment=calib_cfg["augment"], progress=request.progress)
     int8 = _quantize_once(request.backend, recipe, fp32, calib, [], folder)
-    facts = {"fp32": _facts(fp32), "int8": _facts(int8)}
     if evaluation is None:
         verdict = Verdict(None, {}, "not judged (no ground truth given: --eval)")
-        return {"artifacts": facts, "verdict": _verdict_dict(verdict)}
-    ap = {a.meta.precision: detector_ap(open_detector(a.folder, threads=request.threads), evaluation, request.progress)
-          for a in (fp32, int8)}
+        return {"artifacts": {"fp32": _facts(fp32), "int8": _facts(int8)}, "verdict": _verdict_dict(verdict)}
+
+    def box_ap(artifact: Artifact) -> float:
+        return detector_ap(open_detector(artifact.folder, threads=request.threads), evaluation, request.progress)
+
+    ap = {"fp32": box_ap(fp32), "int8": box_ap(int8)}
     verdict = judge({"wholebody": ap["fp32"]}, {"wholebody": ap["int8"]}, request.budget, trained=True)
-    _mark(int8, verdict, [], calib, recipe)
-    return {"artifacts": facts, "box_ap": ap, "verdict": _verdict_dict(verdict),
+    attempts = [{"kept_float": [], "box_ap": ap["int8"], "verdict": verdict.label}]
+    ranked = _ranked_layers(request.backend, recipe, fp32, calib) if verdict.passed is False else []
+    count = 1
+    while verdict.passed is False and recipe["gate"]["fallback"] and count <= len(ranked):
+        # the most harmful layers back to float, doubling the count each time
+        int8 = _quantize_once(request.backend, recipe, fp32, calib, ranked[:count], folder)
+        ap["int8"] = box_ap(int8)
+        verdict = judge({"wholebody": ap["fp32"]}, {"wholebody": ap["int8"]}, request.budget, trained=True)
+        attempts.append({"kept_float": ranked[:count], "box_ap": ap["int8"], "verdict": verdict.label})
+        count *= 2
+    reverted = attempts[-1]["kept_float"]
+    _mark(int8, verdict, reverted, calib, recipe)
+    return {"artifacts": {"fp32": _facts(fp32), "int8": _facts(int8)}, "box_ap": ap,
+            "verdict": _verdict_dict(verdict), "reverted_to_float": reverted, "attempts": attempts,
             "calibration": {"sha256": calib.sha256, "size": len(calib.inputs)}}
+
+
+def _ranked_layers(backend: str, recipe: dict, fp32: Artifact, calib) -> list[str]:
+    """Layers by harm, from quantizers that can rank them cheaply (ncnn); others revert nothing."""
+    rank = getattr(importlib.import_module(f"rtmw_edge.quantization.{backend}"), "rank_layers", None)
+    return rank(fp32, calib.inputs, recipe["quantizer"]) if rank else []
 
 
 def _jsonable(value: object) -> object:

@@ -54,6 +54,11 @@ def render_report(record: dict, table: str) -> str:
         table,
         "",
     ]
+    detector = record.get("detector")
+    if detector:
+        verdict = detector["verdict"]
+        lines += [f"Detector gate: **{verdict['label']}** — {verdict['reason']}; layers reverted to float by the "
+                  f"search: {', '.join(detector.get('reverted_to_float') or []) or 'none'}.", ""]
     if record.get("sensitivity"):
         rows = [[group, f"{m['wholebody_ap']:.1f}", "-" if m["logit_snr_db"] is None else f"{m['logit_snr_db']:.1f}"]
                 for group, m in sorted(record["sensitivity"].items(), key=lambda kv: kv[1]["wholebody_ap"])]

@@ -22,3 +22,17 @@ def rtmdet_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[P
     xml = tmp_path_factory.mktemp("openvino") / "rtmdet-nano.xml"
     ov.save_model(ov.convert_model(onnx_path), xml, compress_to_fp16=False)
     return {"onnxruntime": (onnx_path, {}), "openvino": (xml, {}), "ncnn": (param, RTMDET_NCNN_OPTIONS)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Tests never read or fill the user's ~/.cache/rtmw-edge (checkpoints, calibration sets)."""
+    import os
+
+    before = os.environ.get("RTMW_EDGE_CACHE")
+    os.environ["RTMW_EDGE_CACHE"] = str(tmp_path_factory.mktemp("rtmw-edge-cache"))
+    yield
+    if before is None:
+        os.environ.pop("RTMW_EDGE_CACHE", None)
+    else:
+        os.environ["RTMW_EDGE_CACHE"] = before

@@ -10,6 +10,8 @@ from rtmw_edge import __version__
 from rtmw_edge.errors import RtmwEdgeError
 
 Command = Callable[[argparse.Namespace], int]
+DESCRIPTION = ("RTMW whole-body pose (133 keypoints) on edge devices: export, quantize with an accuracy gate, "
+               "predict, bench. Each command prints one table, or one line of error and a non-zero exit.")
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -202,7 +204,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Command]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rtmw-edge", description=__doc__)
+    parser = argparse.ArgumentParser(prog="rtmw-edge", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"rtmw-edge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add, _ in COMMANDS.values():

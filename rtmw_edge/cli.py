@@ -100,6 +100,13 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_weights_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default="auto",
+                   help="'auto' (official checkpoint, downloaded once), a checkpoint path, or 'untrained'")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="with --weights auto: continue with untrained weights when the download is impossible")
+
+
 def _add_models(sub: argparse._SubParsersAction) -> None:
     sub.add_parser("models", help="list the registered models with their params, GFLOPs and published AP")
 
@@ -113,10 +120,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--detector", help="a person detector's ONNX file (RTMDet raw head or mmdeploy end-to-end)")
     p.add_argument("--format", required=True, choices=list(FORMATS))
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
-    p.add_argument("--weights", default="auto",
-                   help="'auto' (official checkpoint, downloaded once), a checkpoint path, or 'untrained'")
-    p.add_argument("--allow-untrained", action="store_true",
-                   help="with --weights auto: continue with untrained weights when the download is impossible")
+    _add_weights_options(p)
     p.add_argument("--out", default="exports", help="folder that receives the artifact folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing artifact folder")
 
@@ -138,9 +142,7 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quantize", help="calibrate INT8 for a backend and check its accuracy drop against FP32")
     p.add_argument("--backend", required=True, choices=["openvino", "onnxruntime", "ncnn"])
     p.add_argument("--model", default="rtmw-m", help="registered model name or alias")
-    p.add_argument("--weights", default="auto", help="'auto', a checkpoint path, or 'untrained'")
-    p.add_argument("--allow-untrained", action="store_true",
-                   help="with --weights auto: continue with untrained weights when the download is impossible")
+    _add_weights_options(p)
     p.add_argument("--source", help="start from this FP32 pose artifact instead of exporting one")
     p.add_argument("--calib", help="calibration images: a folder, a video, or a COCO-WholeBody JSON "
                                    "(default: the shipped public-domain set)")

@@ -187,6 +187,18 @@ def read_json(path: str | os.PathLike):
         raise RtmwEdgeError(f"{path} is not valid JSON ({exc})") from exc
 
 
+def person_boxes(data: dict) -> dict[int, np.ndarray]:
+    """Image id -> [K,4] x1,y1,x2,y2 of its non-crowd people (all annotations when no category is 'person')."""
+    person = {c.get("id") for c in data.get("categories", []) if c.get("name") == "person"}
+    found: dict[int, list[list[float]]] = {}
+    for ann in data["annotations"]:
+        x, y, w, h = (float(v) for v in ann["bbox"])
+        if ann.get("iscrowd") or (person and ann.get("category_id") not in person) or w <= 0 or h <= 0:
+            continue
+        found.setdefault(ann["image_id"], []).append([x, y, x + w, y + h])
+    return {image_id: np.array(boxes, np.float32) for image_id, boxes in found.items()}
+
+
 def _entry_keypoints(entry: dict, where: str, allow_flat: bool) -> np.ndarray:
     """[133, 3] from the per-part fields, or (results only) from one flat 399-value `keypoints` list."""
     if not isinstance(entry, dict):

@@ -42,7 +42,7 @@ from rtmw_edge.artifact import sha256_file
 from rtmw_edge.cache import cache_dir
 from rtmw_edge.detector import Detector, letterbox
 from rtmw_edge.errors import RtmwEdgeError
-from rtmw_edge.evaluation.coco_wholebody import read_json
+from rtmw_edge.evaluation.coco_wholebody import person_boxes, read_json
 from rtmw_edge.fileio import atomic_file
 from rtmw_edge.media import IMAGE_SUFFIXES
 
@@ -201,7 +201,7 @@ def _coco(path: Path, images_dir: Path) -> _Source:
     data = read_json(path)
     try:
         images = [(img["id"], str(img["file_name"])) for img in data["images"]]
-        boxes = _coco_person_boxes(data)
+        boxes = person_boxes(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise RtmwEdgeError(f"{path} is not a COCO annotation file: it needs 'images' (id, file_name) and "
                             f"'annotations' (image_id, bbox) ({type(exc).__name__}: {exc})") from exc
@@ -215,18 +215,6 @@ def _coco(path: Path, images_dir: Path) -> _Source:
     frames = [_Frame(name, partial(_read_image, images_dir / name), boxes.get(image_id, no_box))
               for image_id, name in images]
     return _Source(str(path), frames, [(path.name, path), *((name, images_dir / name) for _, name in images)], [])
-
-
-def _coco_person_boxes(data: dict) -> dict[int, np.ndarray]:
-    """Image id -> [K,4] x1,y1,x2,y2 of its non-crowd people (all annotations when no category is 'person')."""
-    person = {c.get("id") for c in data.get("categories", []) if c.get("name") == "person"}
-    found: dict[int, list[list[float]]] = {}
-    for ann in data["annotations"]:
-        x, y, w, h = (float(v) for v in ann["bbox"])
-        if ann.get("iscrowd") or (person and ann.get("category_id") not in person) or w <= 0 or h <= 0:
-            continue
-        found.setdefault(ann["image_id"], []).append([x, y, x + w, y + h])
-    return {image_id: np.array(boxes, np.float32) for image_id, boxes in found.items()}
 
 
 def _video(path: Path, max_frames: int) -> _Source:

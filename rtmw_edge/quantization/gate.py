@@ -7,8 +7,7 @@ number is computed and shown, and the verdict is "not judged".
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -16,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.evaluation.coco_wholebody import person_boxes, read_json
 
 WHOLEBODY = "wholebody"
 
@@ -63,10 +63,11 @@ def _limit(part: str, budget: Budget) -> float:
 
 @dataclass(frozen=True)
 class GroundTruthSet:
-    """A COCO-WholeBody JSON and the folder of its images; persons come with their annotated boxes."""
+    """A COCO-WholeBody JSON (read once) and the folder of its images; persons come with their annotated boxes."""
 
     json_path: Path
     images_dir: Path
+    data: dict = field(repr=False, compare=False)
 
     @classmethod
     def open(cls, json_path: str | Path, images_dir: str | Path | None = None) -> GroundTruthSet:
@@ -74,32 +75,20 @@ class GroundTruthSet:
         if not json_path.is_file():
             raise RtmwEdgeError(f"ground truth {json_path} does not exist")
         images_dir = Path(images_dir) if images_dir else json_path.parent
-        data = _coco(json_path)
+        data = read_json(json_path)
+        if not isinstance(data, dict) or not {"images", "annotations"} <= set(data):
+            raise RtmwEdgeError(f"{json_path} is not a COCO annotation file (no 'images'/'annotations')")
         missing = [i["file_name"] for i in data["images"] if not (images_dir / i["file_name"]).is_file()]
         if missing:
             raise RtmwEdgeError(f"{len(missing)} image(s) of {json_path.name} are not in {images_dir} (first: "
                                 f"{missing[0]}); pass the folder that holds them")
-        return cls(json_path, images_dir)
+        return cls(json_path, images_dir, data)
 
     def images(self) -> list[tuple[int, Path, np.ndarray]]:
         """(image id, path, [K,4] xyxy person boxes) per image."""
-        data = _coco(self.json_path)
-        boxes: dict[int, list] = {i["id"]: [] for i in data["images"]}
-        for ann in data["annotations"]:
-            x, y, w, h = ann["bbox"]
-            boxes[ann["image_id"]].append([x, y, x + w, y + h])
-        return [(i["id"], self.images_dir / i["file_name"], np.asarray(boxes[i["id"]], np.float32).reshape(-1, 4))
-                for i in data["images"]]
-
-
-def _coco(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise RtmwEdgeError(f"{path} is not a readable JSON file ({exc})") from exc
-    if not isinstance(data, dict) or not {"images", "annotations"} <= set(data):
-        raise RtmwEdgeError(f"{path} is not a COCO annotation file (no 'images'/'annotations')")
-    return data
+        boxes = person_boxes(self.data)
+        none = np.zeros((0, 4), np.float32)
+        return [(i["id"], self.images_dir / i["file_name"], boxes.get(i["id"], none)) for i in self.data["images"]]
 
 
 def pose_ap(predictor, dataset: GroundTruthSet, progress: bool = False) -> dict[str, float]:
@@ -119,13 +108,12 @@ def pose_ap(predictor, dataset: GroundTruthSet, progress: bool = False) -> dict[
 
 def detector_ap(detector, dataset: GroundTruthSet, progress: bool = False) -> float:
     """Person-box AP (IoU 0.50:0.95) of a detector on the ground truth's images."""
-    coco = _coco(dataset.json_path)
     detections = []
     for image_id, path, _ in tqdm(dataset.images(), desc="evaluate detector", disable=not progress, leave=False):
         for x1, y1, x2, y2, score in detector.detect(cv2.imread(str(path))):
             detections.append({"image_id": image_id, "category_id": 1, "score": float(score),
                                "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]})
-    return box_ap(coco, detections)
+    return box_ap(dataset.data, detections)
 
 
 def box_ap(coco: dict, detections: list[dict]) -> float:

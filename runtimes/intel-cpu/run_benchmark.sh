@@ -3,12 +3,7 @@
 #   runtimes/intel-cpu/run_benchmark.sh ARTIFACT_OR_FOLDER... [rtmw-edge bench options, e.g. --eval GT.json]
 # Environment: RTMW_EDGE = what pip installs (default rtmw-edge; a wheel or a checkout path works too),
 # VENV = virtual environment to create or reuse, OUT = results folder.
-set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-[ $# -ge 1 ] || { echo "usage: $0 ARTIFACT_OR_FOLDER... [rtmw-edge bench options]" >&2; exit 2; }
-venv="${VENV:-$HOME/.venvs/rtmw-edge}"
-out="${OUT:-bench-$(hostname)}"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+source "$(dirname "$0")/../common.sh"
 "$venv/bin/python" -m pip install --quiet "${RTMW_EDGE:-rtmw-edge}[openvino,onnxruntime,ncnn,report]"
 # INT8 speed hinges on these: VNNI (avx512_vnni / avx_vnni) or AMX, else AVX2 only
 grep -o -w -E 'avx2|avx512_vnni|avx_vnni|amx_int8' /proc/cpuinfo | sort -u | tr '\n' ' ' || true

@@ -4,12 +4,7 @@
 # Environment: RTMW_EDGE = what pip installs (default rtmw-edge; a wheel or a checkout path works too),
 # VENV = virtual environment to create or reuse, OUT = results folder,
 # JETSON_INDEX = pip index with NVIDIA's onnxruntime-gpu for this JetPack (PyPI's aarch64 onnxruntime is CPU-only).
-set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-[ $# -ge 1 ] || { echo "usage: $0 ARTIFACT_OR_FOLDER... [rtmw-edge bench options]" >&2; exit 2; }
-venv="${VENV:-$HOME/.venvs/rtmw-edge}"
-out="${OUT:-bench-$(hostname)}"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+source "$(dirname "$0")/../common.sh"
 # not the [onnxruntime] extra: its CPU wheel would shadow the GPU build (both install the `onnxruntime` module)
 "$venv/bin/python" -m pip install --quiet "${RTMW_EDGE:-rtmw-edge}[ncnn]"
 "$venv/bin/python" -m pip install --quiet onnxruntime-gpu --index-url "${JETSON_INDEX:-https://pypi.jetson-ai-lab.dev/jp6/cu126}"

@@ -3,12 +3,7 @@
 #   runtimes/raspberry-pi/run_benchmark.sh ARTIFACT_OR_FOLDER... [rtmw-edge bench options, e.g. --eval GT.json]
 # Environment: RTMW_EDGE = what pip installs (default rtmw-edge; a wheel or a checkout path works too),
 # VENV = virtual environment to create or reuse (Raspberry Pi OS refuses system-wide pip), OUT = results folder.
-set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-[ $# -ge 1 ] || { echo "usage: $0 ARTIFACT_OR_FOLDER... [rtmw-edge bench options]" >&2; exit 2; }
-venv="${VENV:-$HOME/.venvs/rtmw-edge}"
-out="${OUT:-bench-$(hostname)}"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+source "$(dirname "$0")/../common.sh"
 "$venv/bin/python" -m pip install --quiet "${RTMW_EDGE:-rtmw-edge}[ncnn,onnxruntime,openvino]"
 # a hot Pi lowers its clock mid-run: 0x0 means it was never throttled since boot
 if command -v vcgencmd >/dev/null; then echo "before: $(vcgencmd get_throttled)"; fi

@@ -27,6 +27,7 @@ class Written:
     input_name: str
     output_names: list[str]
     layer_names: dict[str, str] = field(default_factory=dict)
+    reverted: list[str] = field(default_factory=list)  # layers a quantizer's own accuracy search left float
 
 
 def backend_of(fmt: str) -> str:

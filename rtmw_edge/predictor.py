@@ -16,6 +16,7 @@ import numpy as np
 from rtmw_edge import topdown
 from rtmw_edge.artifact import Artifact, load_artifact
 from rtmw_edge.backends import open_runner
+from rtmw_edge.backends.base import Runner
 from rtmw_edge.detector import as_bgr, open_detector
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.keypoints import NUM_KEYPOINTS, PARTS
@@ -104,12 +105,15 @@ class Predictor:
         flip_test: bool = False,
         score_threshold: float = 0.3,
         detector_options: dict | None = None,
+        runner: Runner | None = None,
     ) -> None:
         self.artifact = _load(artifact, "pose")
         meta = self.artifact.meta
         _check_sidecar(self.artifact)
-        self.runner = open_runner(self.artifact.main_path, backend or meta.backend, threads=threads, device=device,
-                                  input_name=meta.input_name, output_names=meta.output_names)
+        # `runner`: an open network to use instead of the artifact's file (a quantization candidate)
+        self.runner = runner or open_runner(self.artifact.main_path, backend or meta.backend, threads=threads,
+                                            device=device, input_name=meta.input_name,
+                                            output_names=meta.output_names)
         self.input_hw: tuple[int, int] = (int(meta.input_hw[0]), int(meta.input_hw[1]))
         self.split_ratio = float(meta.decoding["split_ratio"])
         self.flip_indices: list[int] = list(meta.keypoints["flip_indices"])

@@ -9,11 +9,14 @@ import numpy as np
 
 from rtmw_edge.artifact import Artifact
 from rtmw_edge.convert import Written
-from rtmw_edge.errors import require
+from rtmw_edge.errors import RtmwEdgeError, require
 from rtmw_edge.quantization.cpu import resolve_auto
 from rtmw_edge.quantization.groups import names_in
 
-METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+# mean_minmax: MinMax over the mean of each input's own min and max (ONNX Runtime's "moving average"
+# computed over one pass), the range NNCF uses for activations; the global extremes let one outlier set the step.
+METHODS = {"minmax": "MinMax", "mean_minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+WEIGHTED = ["Conv", "MatMul", "Gemm"]
 TYPES = {"quint8": "QUInt8", "qint8": "QInt8"}
 MIN_OPSET = 13
 
@@ -25,6 +28,9 @@ def quantize(fp32: Artifact, calibration: np.ndarray, settings: dict, keep_float
     q = require("onnxruntime.quantization", "onnxruntime")
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if settings["calibrate_method"] not in METHODS:
+        raise RtmwEdgeError(f"unknown calibrate_method {settings['calibrate_method']!r}; choose one of "
+                            f"{', '.join(METHODS)}")
     path = folder / f"{stem}.onnx"
     with tempfile.TemporaryDirectory() as scratch:
         source = _with_per_channel_opset(fp32.main_path, Path(scratch))
@@ -32,7 +38,10 @@ def quantize(fp32: Artifact, calibration: np.ndarray, settings: dict, keep_float
             prepared = Path(scratch) / "prepared.onnx"
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
             source = prepared
-        nodes = [n.name for n in onnx.load(str(source), load_external_data=False).graph.node]
+        graph = onnx.load(str(source), load_external_data=False).graph
+        excluded = names_in(keep_float, [n.name for n in graph.node])
+        if settings["depthwise_float"]:
+            excluded += [n.name for n in graph.node if _is_depthwise(n)]
         q.quantize_static(
             str(source), str(path), _Reader(fp32.meta.input_name, calibration),
             quant_format=q.QuantFormat.QDQ, per_channel=settings["per_channel"],
@@ -40,10 +49,25 @@ def quantize(fp32: Artifact, calibration: np.ndarray, settings: dict, keep_float
             activation_type=getattr(q.QuantType, TYPES[settings["activation_type"]]),
             weight_type=getattr(q.QuantType, TYPES[settings["weight_type"]]),
             calibrate_method=getattr(q.CalibrationMethod, METHODS[settings["calibrate_method"]]),
-            nodes_to_exclude=names_in(keep_float, nodes), op_types_to_quantize=settings["op_types"] or None,
-            extra_options={"CalibPercentile": settings["percentile"]},
+            nodes_to_exclude=excluded, op_types_to_quantize=settings["op_types"] or None,
+            extra_options=_extra_options(settings),
         )
     return Written(path.name, fp32.meta.input_name, list(fp32.meta.output_names))
+
+
+def _extra_options(settings: dict) -> dict:
+    options = {"CalibPercentile": settings["percentile"],
+               "CalibMovingAverage": settings["calibrate_method"] == "mean_minmax"}
+    if not settings["quantize_outputs"]:
+        # int8 weights and inputs, float outputs: ONNX Runtime then computes those layers in float
+        options["OpTypesToExcludeOutputQuantization"] = WEIGHTED
+    return options
+
+
+def _is_depthwise(node) -> bool:
+    """A grouped convolution (CSPNeXt's depthwise 5x5/3x3): its input channels span ranges ~100x apart,
+    more than one per-tensor activation scale can hold."""
+    return node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
 
 
 def _with_per_channel_opset(path: Path, scratch: Path) -> Path:

@@ -1,14 +1,18 @@
-"""OpenVINO INT8: NNCF post-training quantization of the FP32 IR."""
+"""OpenVINO INT8: NNCF post-training quantization of the FP32 IR, with NNCF's accuracy control on demand."""
 
 from __future__ import annotations
 
 import logging
 import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rtmw_edge.artifact import Artifact
+from rtmw_edge.backends import as_batch
 from rtmw_edge.convert import Written
 from rtmw_edge.errors import require
 from rtmw_edge.quantization.cpu import resolve_auto
@@ -16,38 +20,112 @@ from rtmw_edge.quantization.groups import patterns
 
 AUTO_NAME = re.compile(r"[A-Za-z]+_\d+")
 PRESETS = {"mixed": "MIXED", "performance": "PERFORMANCE"}
+VALIDATION_INPUTS = 32  # crops whose outputs NNCF compares to rank the quantizers by harm
+
+
+@dataclass(frozen=True)
+class AccuracyControl:
+    """What NNCF's accuracy control needs: a metric of a candidate network (higher is better) and the budget."""
+
+    validate: Callable[[object], float]  # a Runner of the candidate -> metric
+    max_drop: float  # absolute, in the metric's units
+    max_iterations: int  # quantizers NNCF may revert, at most
 
 
 def quantize(fp32: Artifact, calibration: np.ndarray, settings: dict, keep_float: list[str], folder: Path,
-             stem: str) -> Written:
-    """INT8 IR of `fp32` in `folder`; groups in `keep_float` stay float (NNCF ignored scope)."""
+             stem: str, control: AccuracyControl | None = None) -> Written:
+    """INT8 IR of `fp32` in `folder`; groups in `keep_float` stay float (NNCF ignored scope).
+
+    With `control`, NNCF's quantize_with_accuracy_control reverts the most harmful quantizers to float, one
+    at a time, until the metric is within the budget or `max_iterations` are spent; those layers are returned.
+    """
     ov = require("openvino", "openvino")
     nncf = require("nncf", "openvino")
+    nncf.set_log_level(logging.WARNING)  # NNCF reports every op it skips at INFO; our table says what matters
+
+    model = ov.Core().read_model(str(fp32.main_path))
+    dataset = nncf.Dataset([sample[None] for sample in calibration])
+    arguments = _arguments(nncf, settings, keep_float, len(calibration))
+    reverted: list[str] = []
+    if control is None:
+        quantized = nncf.quantize(model, dataset, advanced_parameters=_advanced(settings), **arguments)
+    else:
+        quantized, reverted = _with_accuracy_control(ov, nncf, model, dataset, calibration, arguments, settings,
+                                                     control)
+    _stable_names(quantized)
+    path = folder / f"{stem}.xml"
+    ov.save_model(quantized, str(path), compress_to_fp16=False)
+    return Written(path.name, fp32.meta.input_name, list(fp32.meta.output_names), reverted=reverted)
+
+
+def _arguments(nncf, settings: dict, keep_float: list[str], available: int) -> dict:
+    ignored = nncf.IgnoredScope(patterns=patterns(keep_float), validate=False) if keep_float else None
+    return {"preset": getattr(nncf.QuantizationPreset, PRESETS[settings["preset"]]),
+            "subset_size": min(settings["subset_size"], available),
+            "fast_bias_correction": settings["fast_bias_correction"], "ignored_scope": ignored}
+
+
+def _advanced(settings: dict):
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters,
         AdvancedSmoothQuantParameters,
         OverflowFix,
     )
 
-    nncf.set_log_level(logging.WARNING)  # NNCF reports every op it skips at INFO; our table says what matters
-
-    model = ov.Core().read_model(str(fp32.main_path))
     overflow = OverflowFix.ENABLE if resolve_auto(settings["overflow_fix"]) else OverflowFix.DISABLE
     advanced = AdvancedQuantizationParameters(overflow_fix=overflow)
     if not settings["smooth_quant"]:
         advanced.smooth_quant_alphas = AdvancedSmoothQuantParameters(convolution=-1, matmul=-1)
-    ignored = nncf.IgnoredScope(patterns=patterns(keep_float), validate=False) if keep_float else None
-    quantized = nncf.quantize(
-        model, nncf.Dataset([sample[None] for sample in calibration]),
-        preset=getattr(nncf.QuantizationPreset, PRESETS[settings["preset"]]),
-        subset_size=min(settings["subset_size"], len(calibration)),
-        fast_bias_correction=settings["fast_bias_correction"], ignored_scope=ignored,
-        advanced_parameters=advanced,
-    )
-    _stable_names(quantized)
-    path = folder / f"{stem}.xml"
-    ov.save_model(quantized, str(path), compress_to_fp16=False)
-    return Written(path.name, fp32.meta.input_name, list(fp32.meta.output_names))
+    return advanced
+
+
+def _with_accuracy_control(ov, nncf, model, dataset, calibration: np.ndarray, arguments: dict, settings: dict,
+                           control: AccuracyControl):
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+    inputs = [sample[None] for sample in calibration[:VALIDATION_INPUTS]]
+
+    def validate(compiled, items) -> tuple[float, list[list[np.ndarray]]]:
+        runner = CompiledRunner(compiled)
+        # the outputs let NNCF rank quantizers by how far they move them; the metric decides
+        return control.validate(runner), [runner.run(item) for item in items]
+
+    with tempfile.TemporaryDirectory() as scratch:
+        restorer = AdvancedAccuracyRestorerParameters(max_num_iterations=control.max_iterations,
+                                                      intermediate_model_dir=scratch)
+        quantized = nncf.quantize_with_accuracy_control(
+            model, dataset, nncf.Dataset(inputs), validate, max_drop=control.max_drop,
+            drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=_advanced(settings),
+            advanced_accuracy_restorer_parameters=restorer, **arguments)
+        fully = next(Path(scratch).glob("*.xml"), None)
+        before = _quantized_ops(ov.Core().read_model(str(fully))) if fully else set()
+    return quantized, sorted(before - _quantized_ops(quantized))
+
+
+def _quantized_ops(model) -> set[str]:
+    """Ops that read an int8 activation (the consumers of activation FakeQuantize nodes)."""
+    return {target.get_node().get_friendly_name()
+            for op in model.get_ordered_ops()
+            if op.get_type_name() == "FakeQuantize" and op.input_value(0).get_node().get_type_name() != "Constant"
+            for target in op.output(0).get_target_inputs()}
+
+
+class CompiledRunner:
+    """A Runner over a model NNCF compiled (static batch: run one sample at a time)."""
+
+    backend = "openvino"
+
+    def __init__(self, compiled) -> None:
+        self._compiled = compiled
+        self.input_name = compiled.input(0).get_any_name()
+        self.input_shape = tuple(compiled.input(0).get_partial_shape().get_min_shape())[1:]
+        self.output_names = tuple(o.get_any_name() for o in compiled.outputs)
+        self.path = Path("<nncf candidate>")
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        batch = as_batch(batch, self.input_shape, self.path)
+        results = [self._compiled(sample[None]) for sample in batch]
+        return [np.concatenate([r[port] for r in results]) for port in self._compiled.outputs]
 
 
 def _stable_names(model) -> None:

@@ -25,7 +25,7 @@ from rtmw_edge.model import get_spec
 from rtmw_edge.quantization.cpu import ISA_FLAGS, cpu_flags, cpu_name, has_vnni
 from rtmw_edge.quantization.gate import Budget, GroundTruthSet, Verdict, judge
 from rtmw_edge.quantization.groups import LAYER_GROUPS
-from rtmw_edge.quantization.recipe import load_recipe
+from rtmw_edge.quantization.recipe import detector_settings, load_recipe
 
 FORMAT_OF = {backend: fmt for fmt, backend in FORMATS.items()}
 LATENCY_RUNS = 10
@@ -125,14 +125,22 @@ def _quantize_pose(request: QuantizeRequest, recipe: dict, fp32: Artifact, folde
     sensitivity = _sensitivity(request, recipe, fp32, calib, scorer, folder) if request.sensitivity else None
     keep = list(recipe["keep_float"]["groups"])
     order = _revert_order(recipe, keep)
+    gate = recipe["gate"]
+    control = None
     attempts = []
     while True:
-        int8 = _quantize_once(request.backend, recipe, fp32, calib, keep, folder)
+        int8 = _quantize_once(request.backend, recipe, fp32, calib, keep, folder, control)
         int8_ap, extra = scorer.score(int8)
         verdict = judge(scorer.fp32_ap, int8_ap, request.budget, fp32.meta.trained)
         attempts.append({"kept_float": list(keep), "int8_ap": int8_ap, "drops": verdict.drops,
-                         "verdict": verdict.label})
-        if verdict.passed is not False or not recipe["gate"]["fallback"] or not order:
+                         "verdict": verdict.label, "search": "nncf accuracy control" if control else "groups",
+                         "reverted_layers": int8.meta.quantization["reverted_layers"]})
+        if verdict.passed is not False or not gate["fallback"] or control is not None:
+            break
+        if gate.get("accuracy_control", {}).get("enabled"):  # the backend's own search instead of groups
+            control = _accuracy_control(fp32, scorer, request.budget, gate["accuracy_control"])
+            continue
+        if not order:
             break
         keep.append(order.pop(0))
     _mark(int8, verdict, keep, calib, recipe)
@@ -146,6 +154,7 @@ def _quantize_pose(request: QuantizeRequest, recipe: dict, fp32: Artifact, folde
         "artifacts": {"fp32": _facts(fp32), "int8": _facts(int8)},
         "accuracy": {"fp32": scorer.fp32_ap, "int8": int8_ap, **extra},
         "reverted_to_float": keep[len(recipe["keep_float"]["groups"]):], "kept_float": keep,
+        "reverted_layers": int8.meta.quantization["reverted_layers"],
         "attempts": attempts, "latency_ms": latency, "sensitivity": sensitivity,
         "verdicts": {"pose": _verdict_dict(verdict)},
         "machine": {"cpu": cpu_name(), "vnni": has_vnni(), "flags": sorted(cpu_flags() & ISA_FLAGS)},
@@ -168,6 +177,14 @@ def _sensitivity(request: QuantizeRequest, recipe: dict, fp32: Artifact, calib, 
     return measured
 
 
+def _accuracy_control(fp32: Artifact, scorer, budget: Budget, settings: dict):
+    """NNCF's accuracy control, judged by the gate's own whole-body metric on each candidate network."""
+    from rtmw_edge.quantization.openvino import AccuracyControl
+
+    return AccuracyControl(validate=lambda runner: scorer.score(fp32, runner)[0]["wholebody"],
+                           max_drop=budget.wholebody / 100, max_iterations=settings["max_iterations"])
+
+
 def _calibration_detector(request: QuantizeRequest):
     from rtmw_edge.detector import open_detector
 
@@ -181,24 +198,27 @@ def _revert_order(recipe: dict, keep: list[str]) -> list[str]:
     return list(dict.fromkeys(g for g in order if g not in keep))
 
 
-def _quantize_once(backend: str, recipe: dict, fp32: Artifact, calib, keep: list[str], folder: Path) -> Artifact:
+def _quantize_once(backend: str, recipe: dict, fp32: Artifact, calib, keep: list[str], folder: Path,
+                   control=None) -> Artifact:
     quantizer = importlib.import_module(f"rtmw_edge.quantization.{backend}")
     target = artifact_dir(folder, fp32.meta.model, FORMAT_OF[backend], "int8")
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir()
-    written = quantizer.quantize(fp32, calib.inputs, recipe["quantizer"], keep, target, fp32.meta.model)
+    searched = {"control": control} if control is not None else {}
+    written = quantizer.quantize(fp32, calib.inputs, recipe["quantizer"], keep, target, fp32.meta.model, **searched)
     meta = copy.deepcopy(fp32.meta)
     meta.precision, meta.main_file = "int8", written.main_file
     meta.input_name, meta.output_names = written.input_name, written.output_names
     meta.verification, meta.tools = {}, tool_versions()
+    meta.quantization = {"reverted_layers": written.reverted}
     write_metadata(target, meta)
     return load_artifact(target)
 
 
 def _mark(int8: Artifact, verdict: Verdict, keep: list[str], calib, recipe: dict) -> None:
     """Record the recipe, calibration and gate result in the INT8 artifact's own sidecar."""
-    int8.meta.quantization = {"gate": verdict.label, "reason": verdict.reason, "kept_float": keep,
-                              "calibration_sha256": calib.sha256, "quantizer": recipe["quantizer"]}
+    int8.meta.quantization.update({"gate": verdict.label, "reason": verdict.reason, "kept_float": keep,
+                                   "calibration_sha256": calib.sha256, "quantizer": recipe["quantizer"]})
     write_metadata(int8.folder, int8.meta)
 
 
@@ -233,13 +253,15 @@ def _quantize_detector(request: QuantizeRequest, recipe: dict, fmt: str, folder:
     from rtmw_edge.quantization.gate import detector_ap
 
     fp32 = export_detector(request.detector, fmt, "fp32", out_dir=folder)[0]
+    recipe = {**recipe, "quantizer": detector_settings(recipe)}
     calib_cfg = recipe["calibration"]
     calib = detector_calibration(request.calib, tuple(fp32.meta.input_hw), seed=calib_cfg["seed"],
                                  augment=calib_cfg["augment"], progress=request.progress)
     int8 = _quantize_once(request.backend, recipe, fp32, calib, [], folder)
     if evaluation is None:
         verdict = Verdict(None, {}, "not judged (no ground truth given: --eval)")
-        return {"artifacts": {"fp32": _facts(fp32), "int8": _facts(int8)}, "verdict": _verdict_dict(verdict)}
+        return {"artifacts": {"fp32": _facts(fp32), "int8": _facts(int8)}, "verdict": _verdict_dict(verdict),
+                "latency_ms": _latency(fp32, int8, request.threads)}
 
     def box_ap(artifact: Artifact) -> float:
         return detector_ap(open_detector(artifact.folder, threads=request.threads), evaluation, request.progress)
@@ -260,6 +282,7 @@ def _quantize_detector(request: QuantizeRequest, recipe: dict, fmt: str, folder:
     _mark(int8, verdict, reverted, calib, recipe)
     return {"artifacts": {"fp32": _facts(fp32), "int8": _facts(int8)}, "box_ap": ap,
             "verdict": _verdict_dict(verdict), "reverted_to_float": reverted, "attempts": attempts,
+            "latency_ms": _latency(fp32, int8, request.threads), "quantizer": recipe["quantizer"],
             "calibration": {"sha256": calib.sha256, "size": len(calib.inputs)}}
 
 

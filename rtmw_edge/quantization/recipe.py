@@ -9,6 +9,7 @@ from pathlib import Path
 from rtmw_edge.errors import RtmwEdgeError
 
 BACKENDS = ("openvino", "onnxruntime", "ncnn")
+SAME_KEYS_AS = {"detector.quantizer": "quantizer"}  # tables that override another table's keys
 
 
 def recipes_dir() -> Path:
@@ -40,13 +41,21 @@ def _read(path: Path) -> dict:
         raise RtmwEdgeError(f"recipe {path} is not valid TOML ({exc})") from exc
 
 
-def _check_known(base: dict, extra: dict, where: str, prefix: str = "") -> None:
+def detector_settings(recipe: dict) -> dict:
+    """The quantizer settings for the person detector: [quantizer] with [detector.quantizer] over it."""
+    return {**recipe["quantizer"], **recipe.get("detector", {}).get("quantizer", {})}
+
+
+def _check_known(base: dict, extra: dict, where: str, prefix: str = "", root: dict | None = None) -> None:
     """A misspelt key would silently do nothing: refuse keys the default recipe does not have."""
+    root = base if root is None else root
     for key, value in extra.items():
+        path = f"{prefix}{key}"
         if key not in base:
-            raise RtmwEdgeError(f"recipe {where}: unknown key '{prefix}{key}'")
-        if isinstance(value, dict) and isinstance(base[key], dict) and key != "sensitivity":
-            _check_known(base[key], value, where, f"{prefix}{key}.")
+            raise RtmwEdgeError(f"recipe {where}: unknown key '{path}'")
+        reference = root[SAME_KEYS_AS[path]] if path in SAME_KEYS_AS else base[key]
+        if isinstance(value, dict) and isinstance(reference, dict) and key != "sensitivity":
+            _check_known(reference, value, where, f"{path}.", root)
 
 
 def _merge(base: dict, extra: dict) -> dict:

@@ -26,7 +26,7 @@ def render_table(record: dict) -> str:
             gate = "reference" if precision == "fp32" else detector["verdict"]["label"]
             rows.append([f"detector {facts['path'].split('/')[0]}", record["backend"], precision,
                          f"{facts['size_mb']:.1f}", "box AP " + (f"{100 * box_ap:.1f}" if box_ap is not None else "-"),
-                         "", "", "", "", "", "", gate])
+                         "", "", "", "", "", f"{detector['latency_ms'][precision]:.1f}", gate])
     header = ["artifact", "backend", "precision", "size MB", *PART_TITLES, "latency ms", "gate"]
     return format_table(header, rows)
 
@@ -44,7 +44,9 @@ def render_report(record: dict, table: str) -> str:
         f"Budget: whole body {record['budget']['wholebody']} AP, any part {record['budget']['part']} AP.",
         f"Gate: **{pose['label']}** — {pose['reason']}.",
         f"Kept in float: {', '.join(record['kept_float']) or 'nothing'}; reverted by the gate: "
-        f"{', '.join(record['reverted_to_float']) or 'nothing'}.",
+        f"{', '.join(record['reverted_to_float']) or 'nothing'}"
+        + (f"; layers the backend's accuracy search put back to float: {', '.join(record['reverted_layers'])}."
+           if record.get("reverted_layers") else "."),
         f"Machine: {record['machine']['cpu']} (VNNI: {'yes' if record['machine']['vnni'] else 'no'}); "
         f"latency is the median of interleaved batch-1 runs.",
         "",

@@ -6,6 +6,7 @@ import numpy as np
 
 from rtmw_edge import topdown
 from rtmw_edge.artifact import Artifact
+from rtmw_edge.backends.base import Runner
 from rtmw_edge.evaluation import PART_NAMES
 from rtmw_edge.predictor import BrokenOutputError
 from rtmw_edge.quantization.gate import GroundTruthSet, pose_ap
@@ -32,35 +33,35 @@ class PoseScorer:
         self.description = (f"agreement with FP32 on {REFERENCE_CROPS} held-out crops of the shipped set "
                             f"(seed {seed}): OKS AP per part with FP32's predictions as ground truth")
         self.crops = held_out.inputs
-        self._reference = self._crop_predictions(fp32)
+        self._reference = self._crop_predictions(self._predictor(fp32))
         self.fp32_ap = {part: 1.0 for part in PART_NAMES}
 
-    def score(self, int8: Artifact) -> tuple[dict[str, float], dict]:
+    def score(self, int8: Artifact, runner: Runner | None = None) -> tuple[dict[str, float], dict]:
         """INT8's AP per part, and extra figures (NME, logit SNR) when scored against FP32.
 
-        An INT8 model whose outputs are non-finite or all zero scores 0 everywhere, with the reason.
+        `runner` scores a candidate network not yet written as an artifact (NNCF's accuracy control), with
+        `int8`'s metadata. An INT8 model whose outputs are non-finite or all zero scores 0 everywhere.
         """
         try:
-            return self._score(int8)
+            return self._score(self._predictor(int8, runner))
         except BrokenOutputError as exc:
             return {part: 0.0 for part in PART_NAMES}, {"broken": str(exc)}
 
-    def _score(self, int8: Artifact) -> tuple[dict[str, float], dict]:
+    def _score(self, predictor) -> tuple[dict[str, float], dict]:
         if self.evaluation is not None:
-            return pose_ap(self._predictor(int8), self.evaluation, self.progress), {}
-        report = self._report(self._crop_predictions(int8))
+            return pose_ap(predictor, self.evaluation, self.progress), {}
+        report = self._report(self._crop_predictions(predictor))
         return report["oks_ap"], {"nme": report["nme"], "logit_snr_db": report["logit_snr_db"]}
 
-    def _predictor(self, artifact: Artifact):
+    def _predictor(self, artifact: Artifact, runner: Runner | None = None):
         from rtmw_edge.predictor import Predictor
 
-        return Predictor(artifact.folder, threads=self.threads, flip_test=False)
+        return Predictor(artifact.folder, threads=self.threads, flip_test=False, runner=runner)
 
-    def _crop_predictions(self, artifact: Artifact) -> tuple[list[dict], np.ndarray]:
+    def _crop_predictions(self, predictor) -> tuple[list[dict], np.ndarray]:
         """Result entries (one person filling each crop) and the raw logits, for agreement scoring."""
         from rtmw_edge.evaluation import to_result_entry
 
-        predictor = self._predictor(artifact)
         chunks = [predictor.simcc(self.crops[i:i + CHUNK]) for i in range(0, len(self.crops), CHUNK)]
         simcc_x = np.concatenate([c[0] for c in chunks])
         simcc_y = np.concatenate([c[1] for c in chunks])

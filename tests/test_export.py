@@ -17,6 +17,7 @@ from rtmw_edge.backends import open_runner
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.export import compare_logits, export_detector, export_model
 from rtmw_edge.model import build_model, get_spec
+from rtmw_edge.quantization.groups import LAYER_GROUPS, names_in
 from rtmw_edge.weights import load_weights
 
 FORMATS = ["onnx", "openvino", "ncnn"]
@@ -62,6 +63,14 @@ def test_onnx_is_one_file_with_named_io_and_dynamic_batch(exported):
     dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
     assert graph_input.name == "input" and dims[1:] == [3, 256, 192] and isinstance(dims[0], str)
     assert [o.name for o in model.graph.output] == ["simcc_x", "simcc_y"]
+
+
+def test_every_onnx_node_belongs_to_exactly_one_layer_group(exported):
+    """Mixed precision reverts groups: a node in no group would stay int8 whatever the gate reverts."""
+    graph = onnx.load(str(exported["onnx"].main_path), load_external_data=False).graph
+    nodes = [n.name for n in graph.node if n.op_type not in ("Constant", "Identity")]  # no arithmetic
+    owners = {name: [g for g in LAYER_GROUPS if names_in([g], [name])] for name in nodes}
+    assert {name: groups for name, groups in owners.items() if len(groups) != 1} == {}
 
 
 def test_sidecar_says_everything_a_later_step_needs(exported):

@@ -147,11 +147,11 @@ def quantize_to_fail(tmp_path: Path, monkeypatch, backend: str, fmt: str, recipe
 
 
 def test_a_failed_gate_reverts_groups_to_float_keeps_artifacts_and_exits_non_zero(tmp_path, monkeypatch):
-    """Every group in the revert order is tried, then the run fails."""
+    """Every group is tried, measured sensitivity first, then the recipe's order; then the run fails."""
     code, record = quantize_to_fail(tmp_path, monkeypatch, "onnxruntime", "onnx",
-                                    '[gate]\nrevert_order = ["head.encode", "neck"]\n')
+                                    '[gate]\nrevert_order = ["head.encode"]\n[sensitivity]\nneck = { ap = 50.0 }\n')
     assert code == 1 and record["trained"] is True
-    assert record["reverted_to_float"] == ["head.encode", "neck"]
+    assert record["reverted_to_float"] == ["neck", "head.encode"]
     assert [a["verdict"] for a in record["attempts"]] == ["FAIL", "FAIL", "FAIL"]
 
 
@@ -170,6 +170,7 @@ def test_openvino_failed_gate_runs_nncf_accuracy_control_and_records_the_reverte
     (["--max-drop", "-1", "2"], "must not be negative"),
     (["--eval", "{no_images_json}"], "are not in"),
     (["--recipe", "{bad_recipe}"], "unknown key"),
+    (["--recipe", "{bad_sensitivity}"], "must be { ap = NUMBER"),
 ])
 def test_bad_inputs_end_with_one_clear_line(tmp_path, capsys, args, message):
     (tmp_path / "empty").mkdir()
@@ -178,7 +179,10 @@ def test_bad_inputs_end_with_one_clear_line(tmp_path, capsys, args, message):
     no_images.write_text(need(MINI_DIR / "example_wholebody_val.json").read_text())
     bad_recipe = tmp_path / "bad.toml"
     bad_recipe.write_text("[quantizer]\nsubsetsize = 3\n")
-    values = {"empty": tmp_path / "empty", "no_images_json": no_images, "bad_recipe": bad_recipe}
+    bad_sensitivity = tmp_path / "bad-sensitivity.toml"
+    bad_sensitivity.write_text('[sensitivity]\nneck = 3.0\n')
+    values = {"empty": tmp_path / "empty", "no_images_json": no_images, "bad_recipe": bad_recipe,
+              "bad_sensitivity": bad_sensitivity}
     args = [a.format(**values) for a in args]
     code = main(["quantize", "--backend", "openvino", "--weights", "untrained", "--out", str(tmp_path / "q"), *args])
     err = capsys.readouterr().err
@@ -225,9 +229,14 @@ def test_sensitivity_measures_each_group_alone_and_orders_the_reverts(tmp_path, 
     code, folder = quantize(tmp_path, "openvino", "--sensitivity")
     record = json.loads((folder / "quantization.json").read_text())
     assert code == 0 and set(record["sensitivity"]) == {"head.encode", "neck"}
-    assert all(0.0 <= m["wholebody_ap"] <= 100.0 and m["logit_snr_db"] is not None
-               for m in record["sensitivity"].values())
-    assert "## Sensitivity" in (folder / "report.md").read_text()
-    measured = {"backbone.stage1": 20.0, "neck": 5.0}
+    assert all(0.0 <= m["ap"] <= 100.0 and m["snr_db"] is not None for m in record["sensitivity"].values())
+    report = (folder / "report.md").read_text()
+    assert "## Sensitivity" in report
+    snippet = tmp_path / "measured.toml"  # the report's table, pasted into a recipe, is read back as measured
+    snippet.write_text(report.split("```toml\n")[1].split("```")[0])
+    table = load_recipe("openvino", snippet)["sensitivity"]
+    assert {g: m["ap"] for g, m in table.items()} == {g: m["ap"] for g, m in record["sensitivity"].items()}
+    measured = {"backbone.stage1": {"ap": 20.0}, "neck": {"ap": 5.0}, "backbone.stage2": {"ap": 5.0, "snr_db": 9.0}}
     recipe = {"sensitivity": measured, "gate": {"revert_order": ["head.encode", "neck", "backbone.stage1"]}}
-    assert pipeline._revert_order(recipe, ["head.gau"]) == ["neck", "backbone.stage1", "head.encode"]
+    assert pipeline._revert_order(recipe, ["head.gau"]) == ["backbone.stage2", "neck", "backbone.stage1",
+                                                            "head.encode"]

@@ -15,9 +15,11 @@ LAYER_GROUPS: dict[str, str] = {
     "backbone.stage3": r"^/backbone/stage3[./]",
     "backbone.stage4": r"^/backbone/stage4[./]",
     "neck": r"^/neck/",
-    "head.encode": r"^/head/(final_layer|final_layer2|conv_dec)/",
-    "head.mlp": r"^/head/mlp2?/",
-    "head.gau": r"^/head/gau/",
+    # the head's unnamed ops by their exported names: ps + Concat_1 join the two encoders, the flattens
+    # (Shape/Slice/Concat/Reshape, _1/_2 for the second) feed each MLP's ScaleNorm, Concat_3 joins the tokens
+    "head.encode": r"^/head/((final_layer|final_layer2|conv_dec|ps)/|Concat_1$)",
+    "head.mlp": r"^/head/(mlp2?/|(Shape|Slice|Reshape)(_1)?$|Concat(_2)?$)",
+    "head.gau": r"^/head/(gau/|Concat_3$)",
     "head.cls": r"^(/head/cls_[xy]/|simcc_[xy]$)",
 }
 

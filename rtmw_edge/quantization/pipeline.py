@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import math
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -173,7 +174,7 @@ def _sensitivity(request: QuantizeRequest, recipe: dict, fp32: Artifact, calib, 
     for group in tqdm(groups, desc="sensitivity", disable=not request.progress, leave=False):
         int8 = _quantize_once(request.backend, recipe, fp32, calib, [g for g in groups if g != group], folder)
         ap, extra = scorer.score(int8)
-        measured[group] = {"wholebody_ap": round(100 * ap["wholebody"], 2), "logit_snr_db": extra.get("logit_snr_db")}
+        measured[group] = {"ap": round(100 * ap["wholebody"], 2), "snr_db": extra.get("logit_snr_db")}
     return measured
 
 
@@ -192,8 +193,10 @@ def _calibration_detector(request: QuantizeRequest):
 
 
 def _revert_order(recipe: dict, keep: list[str]) -> list[str]:
-    """Groups to revert on a failed gate: by measured sensitivity (lowest SNR first), then the recipe's order."""
-    measured = sorted(recipe.get("sensitivity", {}).items(), key=lambda kv: kv[1])
+    """Groups to revert on a failed gate: most sensitive first (lowest AP alone in int8, then lowest logit
+    SNR), then the recipe's order for groups not measured."""
+    measured = sorted(recipe.get("sensitivity", {}).items(),
+                      key=lambda kv: (kv[1]["ap"], kv[1].get("snr_db", math.inf)))
     order = [g for g, _ in measured] + list(recipe["gate"]["revert_order"])
     return list(dict.fromkeys(g for g in order if g not in keep))
 

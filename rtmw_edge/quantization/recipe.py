@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.quantization.groups import LAYER_GROUPS
 
 BACKENDS = ("openvino", "onnxruntime", "ncnn")
 SAME_KEYS_AS = {"detector.quantizer": "quantizer"}  # tables that override another table's keys
@@ -29,6 +30,7 @@ def load_recipe(backend: str, override: str | Path | None = None) -> dict:
             raise RtmwEdgeError(f"recipe {override} is for backend '{extra['backend']}', not '{backend}'")
         _check_known(recipe, extra, str(override))
         recipe = _merge(recipe, extra)
+    _check_sensitivity(recipe.get("sensitivity", {}), str(override or recipes_dir() / f"{backend}.toml"))
     return recipe
 
 
@@ -58,10 +60,21 @@ def _check_known(base: dict, extra: dict, where: str, prefix: str = "", root: di
             _check_known(reference, value, where, f"{path}.", root)
 
 
+def _check_sensitivity(table: dict, where: str) -> None:
+    """[sensitivity] rows are `"group" = { ap = AP x100, snr_db = dB }`, as `--sensitivity` reports them."""
+    for group, measured in table.items():
+        if group not in LAYER_GROUPS:
+            raise RtmwEdgeError(f"recipe {where}: [sensitivity] names unknown layer group '{group}'")
+        if not isinstance(measured, dict) or not all(isinstance(measured.get(k, 0.0), int | float)
+                                                     for k in ("ap", "snr_db")) or "ap" not in measured:
+            raise RtmwEdgeError(f"recipe {where}: [sensitivity] '{group}' must be {{ ap = NUMBER, snr_db = NUMBER }}")
+
+
 def _merge(base: dict, extra: dict) -> dict:
+    """`extra` over `base`, table by table; a [sensitivity] table is one measurement and replaces the other."""
     merged = copy.deepcopy(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "sensitivity":
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value

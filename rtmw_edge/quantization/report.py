@@ -62,8 +62,16 @@ def render_report(record: dict, table: str) -> str:
         lines += [f"Detector gate: **{verdict['label']}** — {verdict['reason']}; layers reverted to float by the "
                   f"search: {', '.join(detector.get('reverted_to_float') or []) or 'none'}.", ""]
     if record.get("sensitivity"):
-        rows = [[group, f"{m['wholebody_ap']:.1f}", "-" if m["logit_snr_db"] is None else f"{m['logit_snr_db']:.1f}"]
-                for group, m in sorted(record["sensitivity"].items(), key=lambda kv: kv[1]["wholebody_ap"])]
+        measured = sorted(record["sensitivity"].items(), key=lambda kv: kv[1]["ap"])
+        rows = [[group, f"{m['ap']:.1f}", "-" if m["snr_db"] is None else f"{m['snr_db']:.1f}"]
+                for group, m in measured]
         lines += ["## Sensitivity: one layer group in int8, the rest float (most sensitive first)", "",
-                  format_table(["group", "AP whole x100", "logit SNR dB"], rows), ""]
+                  format_table(["group", "AP whole x100", "logit SNR dB"], rows), "",
+                  "As a recipe's table (the gate reverts the most sensitive first):", "", "```toml",
+                  "[sensitivity]", *(_sensitivity_line(group, m) for group, m in measured), "```", ""]
     return "\n".join(lines)
+
+
+def _sensitivity_line(group: str, measured: dict) -> str:
+    snr = "" if measured["snr_db"] is None else f", snr_db = {round(float(measured['snr_db']), 1)}"
+    return f'"{group}" = {{ ap = {measured["ap"]}{snr} }}'

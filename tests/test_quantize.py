@@ -102,6 +102,9 @@ def test_onnxruntime_quantize_is_byte_identical_for_the_same_inputs_and_keeps_th
     assert gate["quantizer"]["quantize_outputs"] is False and gate["verdict"]["passed"] is True
     assert gate["box_ap"]["fp32"] - gate["box_ap"]["int8"] <= 0.010 and gate["box_ap"]["fp32"] > 0.5
     assert {"fp32", "int8"} == set(gate["latency_ms"])
+    predictor = Predictor(folder / "rtmw-m-256x192-onnx-int8", detector=folder / "rtmdet-nano-onnx-int8")
+    persons = predictor.predict(cv2.imread(str(need(MINI_DIR / "000000000785.jpg"))))
+    assert len(persons) >= 1 and np.isfinite(persons[0].keypoints).all()
 
 
 def test_ncnn_quantize_writes_a_stock_ncnn_int8_model_and_layer_search_keeps_the_detector(tmp_path):

@@ -42,13 +42,24 @@ def quantize(tmp_path: Path, backend: str, *extra: str, out: str = "q") -> tuple
     return code, tmp_path / out / f"rtmw-m-256x192-{backend}-int8"
 
 
+def quantize_with_detector(tmp_path: Path, backend: str, out: str = "q") -> tuple[int, Path]:
+    """Quantize with the trained detector too, judged on the mini set; the detector is calibrated on scenes
+    like those it is judged on (the shipped portraits are not)."""
+    detector = str(need(MODELS_DIR / "rtmdet-nano.onnx"))
+    gt = str(need(MINI_DIR / "example_wholebody_val.json"))
+    return quantize(tmp_path, backend, "--detector", detector, "--eval", gt, "--calib", str(MINI_DIR), out=out)
+
+
+def assert_runs_in_the_predictor(folder: Path, fmt: str) -> None:
+    predictor = Predictor(folder / f"rtmw-m-256x192-{fmt}-int8", detector=folder / f"rtmdet-nano-{fmt}-int8")
+    persons = predictor.predict(cv2.imread(str(need(MINI_DIR / "000000000785.jpg"))))
+    assert len(persons) >= 1 and np.isfinite(persons[0].keypoints).all()
+
+
 @pytest.fixture(scope="module")
 def openvino_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ov")
-    detector = str(need(MODELS_DIR / "rtmdet-nano.onnx"))
-    gt = str(need(MINI_DIR / "example_wholebody_val.json"))
-    # the detector is calibrated on scenes like those it is judged on (the shipped portraits are not)
-    code, folder = quantize(tmp, "openvino", "--detector", detector, "--eval", gt, "--calib", str(MINI_DIR))
+    code, folder = quantize_with_detector(tmp, "openvino")
     return code, folder, tmp
 
 
@@ -80,16 +91,11 @@ def test_trained_detector_loses_at_most_one_ap_in_int8(openvino_run):
 
 def test_int8_artifact_runs_in_the_predictor(openvino_run):
     _, folder, _ = openvino_run
-    predictor = Predictor(folder / "rtmw-m-256x192-openvino-int8", detector=folder / "rtmdet-nano-openvino-int8")
-    persons = predictor.predict(cv2.imread(str(need(MINI_DIR / "000000000785.jpg"))))
-    assert len(persons) >= 1 and np.isfinite(persons[0].keypoints).all()
+    assert_runs_in_the_predictor(folder, "openvino")
 
 
 def test_onnxruntime_quantize_is_byte_identical_for_the_same_inputs_and_keeps_the_detector(tmp_path):
-    detector = str(need(MODELS_DIR / "rtmdet-nano.onnx"))
-    gt = str(need(MINI_DIR / "example_wholebody_val.json"))
-    runs = [quantize(tmp_path, "onnxruntime", "--detector", detector, "--eval", gt, "--calib", str(MINI_DIR),
-                     out=out) for out in ("first", "second")]
+    runs = [quantize_with_detector(tmp_path, "onnxruntime", out=out) for out in ("first", "second")]
     assert [code for code, _ in runs] == [0, 0]
     folder = runs[0][1]
     record = json.loads((folder / "quantization.json").read_text())
@@ -102,15 +108,11 @@ def test_onnxruntime_quantize_is_byte_identical_for_the_same_inputs_and_keeps_th
     assert gate["quantizer"]["quantize_outputs"] is False and gate["verdict"]["passed"] is True
     assert gate["box_ap"]["fp32"] - gate["box_ap"]["int8"] <= 0.010 and gate["box_ap"]["fp32"] > 0.5
     assert {"fp32", "int8"} == set(gate["latency_ms"])
-    predictor = Predictor(folder / "rtmw-m-256x192-onnx-int8", detector=folder / "rtmdet-nano-onnx-int8")
-    persons = predictor.predict(cv2.imread(str(need(MINI_DIR / "000000000785.jpg"))))
-    assert len(persons) >= 1 and np.isfinite(persons[0].keypoints).all()
+    assert_runs_in_the_predictor(folder, "onnx")
 
 
 def test_ncnn_quantize_writes_a_stock_ncnn_int8_model_and_layer_search_keeps_the_detector(tmp_path):
-    detector = str(need(MODELS_DIR / "rtmdet-nano.onnx"))
-    gt = str(need(MINI_DIR / "example_wholebody_val.json"))
-    code, folder = quantize(tmp_path, "ncnn", "--detector", detector, "--eval", gt, "--calib", str(MINI_DIR))
+    code, folder = quantize_with_detector(tmp_path, "ncnn")
     assert code == 0
     record = json.loads((folder / "quantization.json").read_text())
     gate = record["detector"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +14,11 @@ from rtmw_edge.backends import as_batch
 from rtmw_edge.convert import Written
 from rtmw_edge.errors import require
 from rtmw_edge.quantization.cpu import resolve_auto
+from rtmw_edge.quantization.gate import AccuracyControl
 from rtmw_edge.quantization.groups import patterns
 
 AUTO_NAME = re.compile(r"[A-Za-z]+_\d+")
 PRESETS = {"mixed": "MIXED", "performance": "PERFORMANCE"}
-VALIDATION_INPUTS = 32  # crops whose outputs NNCF compares to rank the quantizers by harm
-
-
-@dataclass(frozen=True)
-class AccuracyControl:
-    """What NNCF's accuracy control needs: a metric of a candidate network (higher is better) and the budget."""
-
-    validate: Callable[[object], float]  # a Runner of the candidate -> metric
-    max_drop: float  # absolute, in the metric's units
-    max_iterations: int  # quantizers NNCF may revert, at most
 
 
 def quantize(fp32: Artifact, calibration: np.ndarray, settings: dict, keep_float: list[str], folder: Path,
@@ -50,8 +39,8 @@ def quantize(fp32: Artifact, calibration: np.ndarray, settings: dict, keep_float
     if control is None:
         quantized = nncf.quantize(model, dataset, advanced_parameters=_advanced(settings), **arguments)
     else:
-        quantized, reverted = _with_accuracy_control(ov, nncf, model, dataset, calibration, arguments, settings,
-                                                     control)
+        quantized, reverted = _with_accuracy_control(model, dataset, calibration[:control.ranking_inputs],
+                                                     _advanced(settings), arguments, control)
     _stable_names(quantized)
     path = folder / f"{stem}.xml"
     ov.save_model(quantized, str(path), compress_to_fp16=False)
@@ -79,11 +68,14 @@ def _advanced(settings: dict):
     return advanced
 
 
-def _with_accuracy_control(ov, nncf, model, dataset, calibration: np.ndarray, arguments: dict, settings: dict,
+def _with_accuracy_control(model, dataset, ranking: np.ndarray, advanced, arguments: dict,
                            control: AccuracyControl):
+    """The accuracy-controlled model, and the ops NNCF put back to float (those that no longer read int8)."""
+    import nncf
+    import openvino as ov
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
-    inputs = [sample[None] for sample in calibration[:VALIDATION_INPUTS]]
+    inputs = [sample[None] for sample in ranking]
 
     def validate(compiled, items) -> tuple[float, list[list[np.ndarray]]]:
         runner = CompiledRunner(compiled)
@@ -95,7 +87,7 @@ def _with_accuracy_control(ov, nncf, model, dataset, calibration: np.ndarray, ar
                                                       intermediate_model_dir=scratch)
         quantized = nncf.quantize_with_accuracy_control(
             model, dataset, nncf.Dataset(inputs), validate, max_drop=control.max_drop,
-            drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=_advanced(settings),
+            drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=advanced,
             advanced_accuracy_restorer_parameters=restorer, **arguments)
         fully = next(Path(scratch).glob("*.xml"), None)
         before = _quantized_ops(ov.Core().read_model(str(fully))) if fully else set()

@@ -24,7 +24,7 @@ from rtmw_edge.export import artifact_dir, export_detector, export_model
 from rtmw_edge.fileio import atomic_dir
 from rtmw_edge.model import get_spec
 from rtmw_edge.quantization.cpu import ISA_FLAGS, cpu_flags, cpu_name, has_vnni
-from rtmw_edge.quantization.gate import Budget, GroundTruthSet, Verdict, judge
+from rtmw_edge.quantization.gate import AccuracyControl, Budget, GroundTruthSet, Verdict, judge
 from rtmw_edge.quantization.groups import LAYER_GROUPS
 from rtmw_edge.quantization.recipe import detector_settings, load_recipe
 
@@ -178,12 +178,11 @@ def _sensitivity(request: QuantizeRequest, recipe: dict, fp32: Artifact, calib, 
     return measured
 
 
-def _accuracy_control(fp32: Artifact, scorer, budget: Budget, settings: dict):
-    """NNCF's accuracy control, judged by the gate's own whole-body metric on each candidate network."""
-    from rtmw_edge.quantization.openvino import AccuracyControl
-
+def _accuracy_control(fp32: Artifact, scorer, budget: Budget, settings: dict) -> AccuracyControl:
+    """The backend's own search, judged by the gate's whole-body metric on each candidate network."""
     return AccuracyControl(validate=lambda runner: scorer.score(fp32, runner)[0]["wholebody"],
-                           max_drop=budget.wholebody / 100, max_iterations=settings["max_iterations"])
+                           max_drop=budget.wholebody / 100, max_iterations=settings["max_iterations"],
+                           ranking_inputs=settings["ranking_inputs"])
 
 
 def _calibration_detector(request: QuantizeRequest):
@@ -202,7 +201,7 @@ def _revert_order(recipe: dict, keep: list[str]) -> list[str]:
 
 
 def _quantize_once(backend: str, recipe: dict, fp32: Artifact, calib, keep: list[str], folder: Path,
-                   control=None) -> Artifact:
+                   control: AccuracyControl | None = None) -> Artifact:
     quantizer = importlib.import_module(f"rtmw_edge.quantization.{backend}")
     target = artifact_dir(folder, fp32.meta.model, FORMAT_OF[backend], "int8")
     shutil.rmtree(target, ignore_errors=True)

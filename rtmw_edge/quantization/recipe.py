@@ -65,8 +65,9 @@ def _check_sensitivity(table: dict, where: str) -> None:
     for group, measured in table.items():
         if group not in LAYER_GROUPS:
             raise RtmwEdgeError(f"recipe {where}: [sensitivity] names unknown layer group '{group}'")
-        if not isinstance(measured, dict) or not all(isinstance(measured.get(k, 0.0), int | float)
-                                                     for k in ("ap", "snr_db")) or "ap" not in measured:
+        numbers = isinstance(measured, dict) and "ap" in measured and set(measured) <= {"ap", "snr_db"} and all(
+            isinstance(v, int | float) for v in measured.values())
+        if not numbers:
             raise RtmwEdgeError(f"recipe {where}: [sensitivity] '{group}' must be {{ ap = NUMBER, snr_db = NUMBER }}")
 
 

@@ -36,14 +36,14 @@ class PoseScorer:
         self._reference = self._crop_predictions(self._predictor(fp32))
         self.fp32_ap = {part: 1.0 for part in PART_NAMES}
 
-    def score(self, int8: Artifact, runner: Runner | None = None) -> tuple[dict[str, float], dict]:
-        """INT8's AP per part, and extra figures (NME, logit SNR) when scored against FP32.
+    def score(self, artifact: Artifact, runner: Runner | None = None) -> tuple[dict[str, float], dict]:
+        """An INT8 artifact's AP per part, and extra figures (NME, logit SNR) when scored against FP32.
 
         `runner` scores a candidate network not yet written as an artifact (NNCF's accuracy control), with
-        `int8`'s metadata. An INT8 model whose outputs are non-finite or all zero scores 0 everywhere.
+        `artifact`'s metadata. A network whose outputs are non-finite or all zero scores 0 everywhere.
         """
         try:
-            return self._score(self._predictor(int8, runner))
+            return self._score(self._predictor(artifact, runner))
         except BrokenOutputError as exc:
             return {part: 0.0 for part in PART_NAMES}, {"broken": str(exc)}
 

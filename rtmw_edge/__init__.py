@@ -1,3 +1,46 @@
-"""rtmw-edge: RTMW whole-body pose estimation on edge devices, fast, small and as accurate as the float model."""
+"""rtmw-edge: RTMW whole-body pose estimation on edge devices, fast, small and as accurate as the float model.
+
+The public API is what the `rtmw-edge` command itself calls:
+
+    import rtmw_edge
+    rtmw_edge.export("rtmw-m", "openvino")                       # a verified artifact in exports/
+    predictor = rtmw_edge.Predictor("exports/rtmw-m-256x192-openvino-fp32")
+    people = predictor.predict(image_bgr)                         # [Person]: 133 keypoints each
+
+Names are imported on first use, so `import rtmw_edge` stays light (no runtime, no torch).
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_API: dict[str, str] = {
+    "Predictor": "rtmw_edge.predictor",
+    "Person": "rtmw_edge.predictor",
+    "Detector": "rtmw_edge.detector",
+    "export": "rtmw_edge.export",
+    "Exported": "rtmw_edge.export",
+    "quantize": "rtmw_edge.quantization.pipeline",
+    "load_artifact": "rtmw_edge.artifact",
+    "Artifact": "rtmw_edge.artifact",
+    "list_models": "rtmw_edge.model.registry",
+    "BACKENDS": "rtmw_edge.backends",
+    "RtmwEdgeError": "rtmw_edge.errors",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'rtmw_edge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -14,14 +14,14 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+from rtmw_edge.backends import BACKENDS, get_backend
+from rtmw_edge.backends.base import Network
 from rtmw_edge.errors import RtmwEdgeError
 
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
-TOOLS = ("rtmw-edge", "torch", "onnx", "onnxruntime", "openvino", "nncf", "ncnn", "pnnx", "numpy",
-         "opencv-python-headless")
-# main model file per backend; the companions (weights) sit beside it
-MAIN_SUFFIX = {"onnxruntime": ".onnx", "openvino": ".xml", "ncnn": ".param"}
+# the packages that shape an artifact, with every backend's runtime packages
+TOOLS = ("rtmw-edge", "torch", "onnx", "pnnx", "numpy", "opencv-python-headless")
 
 
 @dataclass
@@ -64,6 +64,12 @@ class Artifact:
     def main_path(self) -> Path:
         return self.folder / self.meta.main_file
 
+    @property
+    def network(self) -> Network:
+        """The network file with the names a backend knows it by, as quantizers take it."""
+        meta = self.meta
+        return Network(self.main_path, meta.input_name, tuple(meta.output_names), dict(meta.layer_names))
+
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -76,7 +82,7 @@ def sha256_file(path: Path) -> str:
 def tool_versions() -> dict[str, str]:
     """Installed versions of the tools that shape an artifact (absent ones are left out)."""
     found = {"python": platform.python_version()}
-    for name in TOOLS:
+    for name in dict.fromkeys([*TOOLS, *(p for b in BACKENDS.values() for p in b.packages)]):
         try:
             found[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
@@ -104,6 +110,7 @@ def load_artifact(path: str | Path, verify: bool = True) -> Artifact:
         meta = ArtifactMeta(**json.loads(sidecar.read_text()))
     except (ValueError, TypeError) as exc:
         raise RtmwEdgeError(f"{sidecar} is not a valid rtmw-edge metadata file ({exc})") from exc
+    get_backend(meta.backend)  # a sidecar naming no backend of this install fails here, in one line
     if path.is_file() and path.name not in (meta.main_file, METADATA_FILE):
         raise RtmwEdgeError(f"{path.name} is not the model file named in {sidecar} ({meta.main_file})")
     artifact = Artifact(folder, meta)

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rtmw_edge import __version__
+from rtmw_edge.backends import BACKENDS, backend_names, check_threads
 from rtmw_edge.errors import RtmwEdgeError
 
 Command = Callable[[argparse.Namespace], int]
@@ -27,16 +28,11 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from rtmw_edge.export import export_detector, export_model, print_report
+    from rtmw_edge.export import export, print_report
 
-    if args.detector:
-        artifact, report = export_detector(args.detector, args.format, args.precision, out_dir=args.out,
-                                           overwrite=args.overwrite)
-    else:
-        artifact, report = export_model(args.model, args.format, args.precision, weights=args.weights,
-                                        out_dir=args.out, allow_untrained=args.allow_untrained,
-                                        overwrite=args.overwrite)
-    print_report(artifact, report)
+    done = export(args.detector or args.model, args.backend, args.precision, weights=args.weights, out=args.out,
+                  allow_untrained=args.allow_untrained, overwrite=args.overwrite)
+    print_report(done.artifact, done.verification)
     return 0
 
 
@@ -100,6 +96,15 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _aliases_text() -> str:
+    aliases = [f"{alias} = {b.name}" for b in BACKENDS.values() for alias in b.aliases]
+    return f" ({', '.join(aliases)})" if aliases else ""
+
+
+def _precisions() -> list[str]:
+    return list(dict.fromkeys(p for b in BACKENDS.values() for p in b.precisions))
+
+
 def _add_weights_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="auto",
                    help="'auto' (official checkpoint, downloaded once), a checkpoint path, or 'untrained'")
@@ -112,14 +117,13 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    from rtmw_edge.export import FORMATS, PRECISIONS
-
-    p = sub.add_parser("export", help="export a model to ONNX, OpenVINO IR or ncnn and verify it")
+    p = sub.add_parser("export", help="export a model for one backend and verify it against its source")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--model", default="rtmw-m", help="registered model name or alias (see `rtmw-edge models`)")
     what.add_argument("--detector", help="a person detector's ONNX file (RTMDet raw head or mmdeploy end-to-end)")
-    p.add_argument("--format", required=True, choices=list(FORMATS))
-    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
+    p.add_argument("--backend", "--format", required=True, choices=backend_names(aliases=True),
+                   help="the backend that will run it" + _aliases_text())
+    p.add_argument("--precision", default="fp32", choices=_precisions())
     _add_weights_options(p)
     p.add_argument("--out", default="exports", help="folder that receives the artifact folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing artifact folder")
@@ -133,14 +137,15 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="predict-out", help="folder that receives the predictions and overlays")
     p.add_argument("--flip-test", action="store_true", help="average with the mirrored image (slower, more accurate)")
     p.add_argument("--threads", type=int, help="CPU threads per network (default: the runtime's choice)")
-    p.add_argument("--device", help="device for the backend, e.g. cpu, cuda (onnxruntime), GPU (openvino)")
+    p.add_argument("--device", help="device for the backend: " + "; ".join(
+        f"{b.name}: {', '.join(b.devices)}" for b in BACKENDS.values()) + " (default: the first)")
     p.add_argument("--kpt-threshold", type=float, default=0.3, help="overlays hide keypoints scoring below this")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
 def _add_quantize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quantize", help="calibrate INT8 for a backend and check its accuracy drop against FP32")
-    p.add_argument("--backend", required=True, choices=["openvino", "onnxruntime", "ncnn"])
+    p.add_argument("--backend", required=True, choices=backend_names(aliases=True))
     p.add_argument("--model", default="rtmw-m", help="registered model name or alias")
     _add_weights_options(p)
     p.add_argument("--source", help="start from this FP32 pose artifact instead of exporting one")
@@ -217,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_threads(getattr(args, "threads", None))  # before minutes of work, not after
         return COMMANDS[args.command][1](args)
     except RtmwEdgeError as exc:
         print(f"rtmw-edge {args.command}: error: {exc}", file=sys.stderr)

@@ -83,15 +83,33 @@ def letterbox(image_bgr: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray,
 
 def _decode(outputs: list[np.ndarray], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Boxes [M,4] and scores [M] in network-input pixels from the first image of either output layout."""
-    if outputs and all(out.ndim == 4 and out.shape[-1] == 5 for out in outputs):
+    if _is_head(outputs):
         return _decode_head(outputs, size)
-    dets = [out for out in outputs if out.ndim == 3 and out.shape[-1] == 5]
-    if dets:
-        return dets[0][0, :, :4].astype(np.float32), dets[0][0, :, 4].astype(np.float32)
-    shapes = ", ".join(str(out.shape) for out in outputs)
-    raise RtmwEdgeError(
-        f"detector outputs {shapes} are neither RTMDet head maps [N,H,W,5] nor mmdeploy dets [N,k,5] + labels [N,k]"
-    )
+    dets = _dets(outputs)
+    if dets is None:
+        raise RtmwEdgeError(f"detector outputs {_shapes(outputs)} are {_NOT_A_DETECTOR}")
+    return dets[0, :, :4].astype(np.float32), dets[0, :, 4].astype(np.float32)
+
+
+_NOT_A_DETECTOR = "neither RTMDet head maps [N,H,W,5] nor mmdeploy dets [N,k,5] + labels [N,k]"
+
+
+def check_detector_outputs(outputs: list[np.ndarray], path: Path) -> None:
+    """Refuse a network whose outputs no detector gives (a pose model passed as the detector) before it is used."""
+    if not _is_head(outputs) and _dets(outputs) is None:
+        raise RtmwEdgeError(f"{path} is not a person detector: its outputs {_shapes(outputs)} are {_NOT_A_DETECTOR}")
+
+
+def _is_head(outputs: list[np.ndarray]) -> bool:
+    return bool(outputs) and all(out.ndim == 4 and out.shape[-1] == 5 for out in outputs)
+
+
+def _dets(outputs: list[np.ndarray]) -> np.ndarray | None:
+    return next((out for out in outputs if out.ndim == 3 and out.shape[-1] == 5), None)
+
+
+def _shapes(outputs: list[np.ndarray]) -> str:
+    return ", ".join(str(tuple(out.shape)) for out in outputs) or "none"
 
 
 def _decode_head(maps: list[np.ndarray], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

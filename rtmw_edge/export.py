@@ -1,7 +1,7 @@
 """Make verified, self-describing artifacts: RTMW from PyTorch, and person detectors from their ONNX.
 
 Every artifact starts from one ONNX graph (for RTMW: input `input` [N,3,H,W], outputs `simcc_x`,
-`simcc_y`, batch dynamic) that `convert` turns into the backend's files. The artifact is checked right
+`simcc_y`, batch dynamic) that the backend's `convert` turns into its files. The artifact is checked right
 after it is written against its source (PyTorch, or ONNX Runtime on the source ONNX) and only a verified
 artifact reaches the output folder.
 """
@@ -17,14 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from rtmw_edge.artifact import Artifact, ArtifactMeta, load_artifact, sha256_file, tool_versions, write_metadata
-from rtmw_edge.convert import FORMATS, PRECISIONS, Written, backend_of, check_precision, convert, onnx_io
+from rtmw_edge.backends import Backend, get_backend, open_runner
+from rtmw_edge.backends.base import Written
 from rtmw_edge.errors import RtmwEdgeError, require
 from rtmw_edge.fileio import atomic_dir
 from rtmw_edge.keypoints import layout_metadata
 from rtmw_edge.model import ModelSpec, build_model, get_spec
+from rtmw_edge.onnx_io import onnx_io
 from rtmw_edge.topdown import MEAN_RGB, PADDING, STD_RGB
 
-__all__ = ["FORMATS", "PRECISIONS", "export_detector", "export_model"]
+__all__ = ["Exported", "artifact_dir", "export", "export_detector", "export_model"]
 
 ONNX_OPSET = 17
 INPUT_NAME = "input"
@@ -37,69 +39,64 @@ DETECTOR_STD_BGR = (57.375, 57.12, 58.395)
 
 
 @dataclass(frozen=True)
-class Tolerance:
-    """How far an artifact may stray from its source on the probe.
+class Exported:
+    """A verified artifact and how close it came to its source on the probe input."""
 
-    `max_abs` is absolute for pose logits and relative to the output's largest value for detectors (their
-    outputs are box distances in pixels); agreement counts argmax ties as agreeing and is pose-only.
+    artifact: Artifact
+    verification: dict
+
+
+def export(model: str | Path, backend: str, precision: str = "fp32", *, weights: str = "auto",
+           out: str | Path = "exports", allow_untrained: bool = False, overwrite: bool = False,
+           progress: bool = True) -> Exported:
+    """One verified artifact that `backend` runs, in `out/<name>-<backend>-<precision>/`.
+
+    `model` is a registered RTMW name or alias (`rtmw-m`; its weights as `weights` says: "auto", a checkpoint
+    path or "untrained"), or the path of a person detector's ONNX file (RTMDet), converted as it is.
     """
-
-    max_abs: float
-    min_agreement: float
-
-
-# fp16 stores weights in half precision; on untrained weights the nearly flat logits make argmax fragile,
-# so fp16 is held to the logit error, and argmax agreement is reported.
-TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
-    ("pose", "onnxruntime", "fp32"): Tolerance(1e-4, 1.0),
-    ("pose", "openvino", "fp32"): Tolerance(1e-4, 1.0),
-    ("pose", "ncnn", "fp32"): Tolerance(1e-3, 1.0),
-    ("pose", "onnxruntime", "fp16"): Tolerance(5e-2, 0.0),
-    ("pose", "openvino", "fp16"): Tolerance(5e-2, 0.0),
-    ("pose", "ncnn", "fp16"): Tolerance(5e-2, 0.0),
-    ("detector", "onnxruntime", "fp32"): Tolerance(1e-5, 0.0),
-    ("detector", "openvino", "fp32"): Tolerance(1e-4, 0.0),
-    ("detector", "ncnn", "fp32"): Tolerance(1e-3, 0.0),
-    ("detector", "onnxruntime", "fp16"): Tolerance(2e-2, 0.0),
-    ("detector", "openvino", "fp16"): Tolerance(2e-2, 0.0),
-    ("detector", "ncnn", "fp16"): Tolerance(2e-2, 0.0),
-}
+    if Path(model).suffix.lower() == ".onnx":
+        return Exported(*export_detector(model, backend, precision, out_dir=out, overwrite=overwrite))
+    return Exported(*export_model(str(model), backend, precision, weights=weights, out_dir=out,
+                                  allow_untrained=allow_untrained, overwrite=overwrite, progress=progress))
 
 
-def artifact_dir(out_dir: Path, name: str, fmt: str, precision: str) -> Path:
-    return Path(out_dir) / f"{name}-{fmt}-{precision}"
+def artifact_dir(out_dir: Path, name: str, backend: str, precision: str) -> Path:
+    """`<out>/<model>-<backend>-<precision>`, with the backend's one name whatever alias was typed."""
+    return Path(out_dir) / f"{name}-{get_backend(backend).name}-{precision}"
 
 
-def export_model(model_name: str, fmt: str, precision: str = "fp32", weights: str = "auto",
+def export_model(model_name: str, backend: str, precision: str = "fp32", weights: str = "auto",
                  out_dir: str | Path = "exports", allow_untrained: bool = False, overwrite: bool = False,
                  progress: bool = True) -> tuple[Artifact, dict]:
     """Export, verify and describe one RTMW artifact; returns it and its verification figures."""
     from rtmw_edge.weights import load_weights
 
     spec = get_spec(model_name)
-    backend_of(fmt)
-    check_precision(precision)
-    target = _free_target(artifact_dir(Path(out_dir), spec.name, fmt, precision), overwrite)
+    record = _checked(backend, "pose", precision)
+    target = _free_target(artifact_dir(Path(out_dir), spec.name, record.name, precision), overwrite)
     model = build_model(spec)
     loaded = load_weights(model, spec, weights, allow_untrained=allow_untrained, progress=progress)
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(scratch) / f"{spec.name}.onnx"
         write_onnx(model, spec, source)
         meta = pose_metadata(spec, loaded)
-        return _make(source, fmt, precision, spec.name, meta, _torch_reference(model), target, overwrite)
+        return _make(source, record, precision, spec.name, meta, _torch_reference(model), target, overwrite)
 
 
-def export_detector(onnx_path: str | Path, fmt: str, precision: str = "fp32", out_dir: str | Path = "exports",
+def export_detector(onnx_path: str | Path, backend: str, precision: str = "fp32", out_dir: str | Path = "exports",
                     name: str | None = None, overwrite: bool = False) -> tuple[Artifact, dict]:
     """Turn a person detector's ONNX (RTMDet raw head or mmdeploy end-to-end) into a verified artifact."""
+    from rtmw_edge.detector import check_detector_outputs
+
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise RtmwEdgeError(f"detector model {onnx_path} does not exist")
     name = name or onnx_path.stem
-    backend_of(fmt)
-    check_precision(precision)
-    target = _free_target(artifact_dir(Path(out_dir), name, fmt, precision), overwrite)
+    record = _checked(backend, "detector", precision)
+    target = _free_target(artifact_dir(Path(out_dir), name, record.name, precision), overwrite)
     _, _, (_, h, w) = onnx_io(onnx_path)
+    reference = _onnx_reference(onnx_path)
+    check_detector_outputs(reference(probe_input((h, w), 1)), onnx_path)
     meta = ArtifactMeta(
         kind="detector", model=name, backend="", precision=precision, main_file="", files={}, input_name="",
         output_names=[], input_hw=[h, w], trained=True,
@@ -107,7 +104,14 @@ def export_detector(onnx_path: str | Path, fmt: str, precision: str = "fp32", ou
         preprocessing={"channel_order": "BGR", "mean": list(DETECTOR_MEAN_BGR), "std": list(DETECTOR_STD_BGR),
                        "letterbox_pad": 114, "layout": "NCHW"},
     )
-    return _make(onnx_path, fmt, precision, name, meta, _onnx_reference(onnx_path), target, overwrite)
+    return _make(onnx_path, record, precision, name, meta, reference, target, overwrite)
+
+
+def _checked(backend: str, kind: str, precision: str) -> Backend:
+    """The backend's record, once it is known to export `kind` models in `precision`."""
+    record = get_backend(backend)
+    record.tolerance(kind, precision)
+    return record
 
 
 def _free_target(target: Path, overwrite: bool) -> Path:
@@ -116,12 +120,12 @@ def _free_target(target: Path, overwrite: bool) -> Path:
     return target
 
 
-def _make(source: Path, fmt: str, precision: str, stem: str, meta: ArtifactMeta,
+def _make(source: Path, backend: Backend, precision: str, stem: str, meta: ArtifactMeta,
           reference: Callable[[np.ndarray], list[np.ndarray]], target: Path, overwrite: bool) -> tuple[Artifact, dict]:
     with atomic_dir(target, overwrite=overwrite) as folder:
-        written = convert(source, fmt, folder, stem, precision)
+        written = backend.convert(source, folder, stem, precision)
         meta.precision = precision
-        _describe(meta, backend_of(fmt), written)
+        _describe(meta, backend.name, written)
         report = verify(Artifact(folder, meta), reference)
         meta.verification = report
         write_metadata(folder, meta)
@@ -182,15 +186,12 @@ def _torch_reference(model) -> Callable[[np.ndarray], list[np.ndarray]]:
 
 
 def _onnx_reference(onnx_path: Path) -> Callable[[np.ndarray], list[np.ndarray]]:
-    from rtmw_edge.backends import open_runner
-
-    return open_runner(onnx_path, "onnxruntime").run
+    """The source ONNX on the reference backend, which runs ONNX files as they are."""
+    return open_runner(onnx_path).run
 
 
 def verify(artifact: Artifact, reference: Callable[[np.ndarray], list[np.ndarray]]) -> dict:
     """Run the probe through the artifact and its source; raise if they differ beyond the tolerance."""
-    from rtmw_edge.backends import open_runner
-
     meta = artifact.meta
     runner = open_runner(artifact.main_path, meta.backend, input_name=meta.input_name,
                          output_names=meta.output_names)
@@ -199,7 +200,7 @@ def verify(artifact: Artifact, reference: Callable[[np.ndarray], list[np.ndarray
     report = compare_logits(expected, got)
     if meta.kind == "detector":
         report["max_abs"] /= max(float(np.abs(e).max()) for e in expected)
-    tol = TOLERANCES[(meta.kind, meta.backend, meta.precision)]
+    tol = get_backend(meta.backend).tolerance(meta.kind, meta.precision)
     report.update(tolerance_max_abs=tol.max_abs, tolerance_agreement=tol.min_agreement, probe_seed=PROBE_SEED,
                   relative=meta.kind == "detector")
     if not report["max_abs"] <= tol.max_abs or report["agreement_with_ties"] < tol.min_agreement:

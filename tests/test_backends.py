@@ -126,8 +126,9 @@ def test_suffix_picks_the_backend():
 def test_an_unknown_suffix_error_lists_the_supported_ones(tmp_path):
     model = tmp_path / "model.tflite"
     model.write_bytes(b"")
-    with pytest.raises(RtmwEdgeError, match=r"\.onnx.*\.xml.*\.param"):
+    with pytest.raises(RtmwEdgeError) as error:
         open_runner(model)
+    assert all(suffix in str(error.value) for suffix in (".onnx", ".xml", ".param"))
 
 
 def test_a_file_that_is_not_an_ncnn_param_is_a_user_error(tmp_path):
@@ -164,7 +165,8 @@ def test_ncnn_unknown_device_is_rejected(rtmdet_models):
 
 def test_a_missing_runtime_names_the_pip_extra(rtmdet_models, monkeypatch):
     path, options = rtmdet_models["ncnn"]
-    monkeypatch.delitem(sys.modules, "rtmw_edge.backends.ncnn", raising=False)
+    for module in [m for m in sys.modules if m.startswith("rtmw_edge.backends.ncnn.")]:
+        monkeypatch.delitem(sys.modules, module)
     monkeypatch.setitem(sys.modules, "ncnn", None)  # what `import ncnn` meets when ncnn is not installed
     with pytest.raises(MissingExtraError, match=r"rtmw-edge\[ncnn\]"):
         open_runner(path, **options)

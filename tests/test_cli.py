@@ -69,4 +69,4 @@ def test_export_command_prints_the_verification(tmp_path, capsys):
     code = main(["export", "--format", "onnx", "--weights", "untrained", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0 and "(untrained)" in out and "max abs error" in out
-    assert (tmp_path / "rtmw-m-256x192-onnx-fp32" / "metadata.json").is_file()
+    assert (tmp_path / "rtmw-m-256x192-onnxruntime-fp32" / "metadata.json").is_file()

@@ -11,9 +11,9 @@ import onnx
 import pytest
 import torch
 
-from rtmw_edge import export as export_mod
 from rtmw_edge.artifact import METADATA_FILE, load_artifact
-from rtmw_edge.backends import open_runner
+from rtmw_edge.backends import get_backend, open_runner
+from rtmw_edge.backends.base import Tolerance
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.export import compare_logits, export_detector, export_model
 from rtmw_edge.model import build_model, get_spec
@@ -95,7 +95,7 @@ def test_fp16_halves_the_file_and_still_verifies(tmp_path, exported):
     artifact, report = export_model("rtmw-m", "onnx", "fp16", weights="untrained", out_dir=tmp_path,
                                     progress=False)
     assert artifact.main_path.stat().st_size < 0.55 * exported["onnx"].main_path.stat().st_size
-    assert report["max_abs"] < export_mod.TOLERANCES[("pose", "onnxruntime", "fp16")].max_abs
+    assert report["max_abs"] < get_backend("onnx").tolerance("pose", "fp16").max_abs
     assert artifact.meta.precision == "fp16"
 
 
@@ -108,7 +108,7 @@ def test_existing_artifact_is_refused_and_left_untouched(exported):
 
 
 def test_a_failed_verification_leaves_nothing_behind(tmp_path, monkeypatch):
-    monkeypatch.setitem(export_mod.TOLERANCES, ("pose", "onnxruntime", "fp32"), export_mod.Tolerance(0.0, 1.0))
+    monkeypatch.setitem(get_backend("onnx").tolerances, ("pose", "fp32"), Tolerance(0.0, 1.0))
     with pytest.raises(RtmwEdgeError, match="does not match its source"):
         export_model("rtmw-m", "onnx", weights="untrained", out_dir=tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -144,5 +144,5 @@ def test_detector_onnx_becomes_a_verified_artifact_on_every_backend(tmp_path, fm
     artifact, report = export_detector(need(MODELS_DIR / "rtmdet-nano.onnx"), fmt, out_dir=tmp_path)
     assert artifact.meta.kind == "detector" and artifact.meta.input_hw == [320, 320]
     assert artifact.meta.preprocessing["channel_order"] == "BGR"
-    assert report["max_abs"] <= export_mod.TOLERANCES[("detector", artifact.meta.backend, "fp32")].max_abs
+    assert report["max_abs"] <= get_backend(artifact.meta.backend).tolerance("detector", "fp32").max_abs
     assert len(artifact.meta.output_names) == 3

@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 from oracle import MINI_DIR, MODELS_DIR, need
 
-from rtmw_edge.backends.ncnn import NcnnRunner, ParamGraph
-from rtmw_edge.detector import Detector, box_iou, letterbox
-from rtmw_edge.errors import RtmwEdgeError
-from rtmw_edge.quantization.ncnn_int8 import (
-    TAG_INT8,
+from rtmw_edge.backends.ncnn.int8 import (
     Int8Table,
     _kl_divergences,
     activation_scales,
-    layer_bytes,
     quantize_ncnn,
     weight_scales,
     write_int8,
 )
+from rtmw_edge.backends.ncnn.modelbin import TAG_INT8, layer_bytes
+from rtmw_edge.backends.ncnn.param import ParamGraph
+from rtmw_edge.backends.ncnn.runner import NcnnRunner
+from rtmw_edge.detector import Detector, box_iou, letterbox
+from rtmw_edge.errors import RtmwEdgeError
 
 DETECTOR_SHAPE = (3, 320, 320)
 # one ncnn thread: on a busy 2-core machine, 2 OpenMP threads spin at each barrier and run up to 100x slower

@@ -18,10 +18,12 @@ from oracle import MINI_DIR, MODELS_DIR, need, oracle_npz, oracle_state_dict
 
 from rtmw_edge import cli, topdown
 from rtmw_edge.artifact import ArtifactMeta, load_artifact, write_metadata
+from rtmw_edge.backends import BACKENDS
+from rtmw_edge.backends.base import Tolerance
 from rtmw_edge.detector import box_iou
 from rtmw_edge.errors import MissingExtraError, RtmwEdgeError
 from rtmw_edge.evaluation import evaluate, load_ground_truth, load_results
-from rtmw_edge.export import TOLERANCES, Tolerance, export_detector, export_model
+from rtmw_edge.export import export_detector, export_model
 from rtmw_edge.keypoints import NUM_KEYPOINTS, layout_metadata
 from rtmw_edge.predictor import Person, Predictor
 from rtmw_edge.visualize import BOX_COLOR, PART_COLORS, draw_persons
@@ -69,8 +71,9 @@ def oracle_artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.lib.n
     weights = out / "oracle.pth"
     torch.save({key: torch.from_numpy(np.asarray(value)) for key, value in oracle_state_dict(npz).items()}, weights)
     with pytest.MonkeyPatch.context() as patch:
-        for key in TOLERANCES:
-            patch.setitem(TOLERANCES, key, ORACLE_EXPORT_TOLERANCE)
+        for backend in BACKENDS.values():
+            for key in backend.tolerances:
+                patch.setitem(backend.tolerances, key, ORACLE_EXPORT_TOLERANCE)
         folders = {fmt: export_model(ORACLE_MODEL, fmt, weights=str(weights), out_dir=out, progress=False)[0].folder
                    for fmt in FORMATS}
     return npz, folders

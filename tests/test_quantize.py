@@ -13,8 +13,9 @@ from oracle import MINI_DIR, MODELS_DIR, need, oracle_npz, oracle_state_dict
 
 from rtmw_edge import export
 from rtmw_edge.artifact import load_artifact
+from rtmw_edge.backends import get_backend
+from rtmw_edge.backends.base import Tolerance
 from rtmw_edge.cli import main
-from rtmw_edge.convert import backend_of
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.predictor import Predictor
 from rtmw_edge.quantization.gate import Budget, judge
@@ -50,8 +51,8 @@ def quantize_with_detector(tmp_path: Path, backend: str, out: str = "q") -> tupl
     return quantize(tmp_path, backend, "--detector", detector, "--eval", gt, "--calib", str(MINI_DIR), out=out)
 
 
-def assert_runs_in_the_predictor(folder: Path, fmt: str) -> None:
-    predictor = Predictor(folder / f"rtmw-m-256x192-{fmt}-int8", detector=folder / f"rtmdet-nano-{fmt}-int8")
+def assert_runs_in_the_predictor(folder: Path, backend: str) -> None:
+    predictor = Predictor(folder / f"rtmw-m-256x192-{backend}-int8", detector=folder / f"rtmdet-nano-{backend}-int8")
     persons = predictor.predict(cv2.imread(str(need(MINI_DIR / "000000000785.jpg"))))
     assert len(persons) >= 1 and np.isfinite(persons[0].keypoints).all()
 
@@ -101,14 +102,14 @@ def test_onnxruntime_quantize_is_byte_identical_for_the_same_inputs_and_keeps_th
     record = json.loads((folder / "quantization.json").read_text())
     assert record["artifacts"]["int8"]["size_mb"] <= 0.30 * record["artifacts"]["fp32"]["size_mb"]
     assert record["recipe"]["quantizer"]["activation_type"] == "quint8"
-    first, second = (f / "rtmw-m-256x192-onnx-int8" / "rtmw-m-256x192.onnx" for _, f in runs)
+    first, second = (f / "rtmw-m-256x192-onnxruntime-int8" / "rtmw-m-256x192.onnx" for _, f in runs)
     assert first.read_bytes() == second.read_bytes()
     # the fused scheme loses ~30-50 AP on RTMDet-nano; the recipe's detector override keeps outputs float
     gate = record["detector"]
     assert gate["quantizer"]["quantize_outputs"] is False and gate["verdict"]["passed"] is True
     assert gate["box_ap"]["fp32"] - gate["box_ap"]["int8"] <= 0.010 and gate["box_ap"]["fp32"] > 0.5
     assert {"fp32", "int8"} == set(gate["latency_ms"])
-    assert_runs_in_the_predictor(folder, "onnx")
+    assert_runs_in_the_predictor(folder, "onnxruntime")
 
 
 def test_ncnn_quantize_writes_a_stock_ncnn_int8_model_and_layer_search_keeps_the_detector(tmp_path):
@@ -135,8 +136,7 @@ def oracle_source(tmp_path: Path, monkeypatch, fmt: str) -> Path:
     torch.save({k: torch.from_numpy(np.asarray(v)) for k, v in oracle_state_dict(npz).items()}, checkpoint)
     # the oracle's seeded weights amplify float32 rounding past the untrained-weights export limit (see
     # test_predictor): relax it for making the FP32 source only
-    backend = backend_of(fmt)
-    monkeypatch.setitem(export.TOLERANCES, ("pose", backend, "fp32"), export.Tolerance(0.1, 1.0))
+    monkeypatch.setitem(get_backend(fmt).tolerances, ("pose", "fp32"), Tolerance(0.1, 1.0))
     return export.export_model("rtmw-m", fmt, weights=str(checkpoint), out_dir=tmp_path, progress=False)[0].folder
 
 
@@ -147,7 +147,7 @@ def quantize_to_fail(tmp_path: Path, monkeypatch, backend: str, fmt: str, recipe
     code = main(["quantize", "--backend", backend, "--source", str(source), "--recipe", str(recipe),
                  "--max-drop", "0", "0", "--out", str(tmp_path / "q")])
     folder = tmp_path / "q" / f"rtmw-m-256x192-{backend}-int8"
-    assert load_artifact(folder / f"rtmw-m-256x192-{fmt}-int8").meta.quantization["gate"] == "FAIL"
+    assert load_artifact(folder / f"rtmw-m-256x192-{backend}-int8").meta.quantization["gate"] == "FAIL"
     return code, json.loads((folder / "quantization.json").read_text())
 
 

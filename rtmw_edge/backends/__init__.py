@@ -1,69 +1,72 @@
-"""Open a network file on the backend its suffix names; a backend's package is imported only when used."""
+"""The one table of backends. Each subpackage of `rtmw_edge.backends` is one backend and defines `BACKEND`, its
+`Backend` record; adding a backend is adding a folder. A backend's runtime is imported only when it is used."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+import os
+import pkgutil
 from pathlib import Path
 
-import numpy as np
+from rtmw_edge.backends.base import Backend, Runner
+from rtmw_edge.errors import RtmwEdgeError
 
-from rtmw_edge.backends.base import Runner
-from rtmw_edge.errors import MissingExtraError, RtmwEdgeError
+__all__ = ["BACKENDS", "REFERENCE_BACKEND", "Backend", "Runner", "backend_for", "backend_names", "check_threads",
+           "get_backend", "open_runner"]
 
-__all__ = ["BACKENDS", "Runner", "as_batch", "backend_for", "open_runner", "select_names"]
 
-# backend -> (runner module, runner class, pip extra that installs its runtime)
-_RUNNERS: dict[str, tuple[str, str, str]] = {
-    "onnxruntime": ("rtmw_edge.backends.onnxruntime", "OnnxRuntimeRunner", "onnxruntime"),
-    "openvino": ("rtmw_edge.backends.openvino", "OpenVinoRunner", "openvino"),
-    "ncnn": ("rtmw_edge.backends.ncnn", "NcnnRunner", "ncnn"),
-}
-_SUFFIXES: dict[str, str] = {".onnx": "onnxruntime", ".xml": "openvino", ".param": "ncnn"}
+def _discover() -> dict[str, Backend]:
+    records = [importlib.import_module(f"{__name__}.{info.name}").BACKEND
+               for info in pkgutil.iter_modules(__path__) if info.ispkg]
+    return {record.name: record for record in sorted(records, key=lambda r: (not r.reference, r.name))}
 
-BACKENDS: tuple[str, ...] = tuple(_RUNNERS)
+
+BACKENDS: dict[str, Backend] = _discover()  # the reference backend first, then by name
+REFERENCE_BACKEND: str = next(iter(BACKENDS))  # the float baseline (what rtmlib runs)
+_NAMES: dict[str, str] = {alias: b.name for b in BACKENDS.values() for alias in (b.name, *b.aliases)}
+
+
+def backend_names(aliases: bool = False) -> tuple[str, ...]:
+    """The backends' names, for CLI choices and checks; with `aliases`, every name a user may type."""
+    return tuple(_NAMES) if aliases else tuple(BACKENDS)
+
+
+def get_backend(name: str) -> Backend:
+    """The record of `name` (or one of its aliases, e.g. the file format's name)."""
+    if name not in _NAMES:
+        known = ", ".join(b.name + (f" ({'/'.join(b.aliases)})" if b.aliases else "") for b in BACKENDS.values())
+        raise RtmwEdgeError(f"unknown backend {name!r}; choose one of {known}")
+    return BACKENDS[_NAMES[name]]
 
 
 def backend_for(path: str | Path) -> str:
     """The backend that reads this file, from its suffix, so callers never have to name one."""
     suffix = Path(path).suffix.lower()
-    if suffix not in _SUFFIXES:
-        supported = ", ".join(f"{s} ({b})" for s, b in _SUFFIXES.items())
-        raise RtmwEdgeError(f"{path}: unknown model suffix {suffix!r}; supported: {supported}")
-    return _SUFFIXES[suffix]
+    for backend in BACKENDS.values():
+        if backend.suffix == suffix:
+            return backend.name
+    supported = ", ".join(f"{b.suffix} ({b.name})" for b in BACKENDS.values())
+    raise RtmwEdgeError(f"{path}: unknown model suffix {suffix!r}; supported: {supported}")
+
+
+def check_threads(threads: int | None) -> int | None:
+    """None leaves the choice to the runtime; otherwise 1 up to the CPUs this process may use, since more
+    threads than cores only makes every runtime slower (a hundred times, with --threads 1000)."""
+    if threads is None:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cores:
+        raise RtmwEdgeError(f"threads must be a whole number from 1 to {cores} (the CPUs this machine gives "
+                            f"this process), got {threads!r}")
+    return threads
 
 
 def open_runner(path: str | Path, backend: str | None = None, **options) -> Runner:
-    """Load `path` on `backend` (default: from the suffix); options go to the runner's constructor."""
+    """Load `path` on `backend` (default: from the suffix); options go to the backend's runner."""
     path = Path(path)
     if not path.is_file():
         raise RtmwEdgeError(f"model file {path} does not exist")
-    backend = backend or backend_for(path)
-    if backend not in _RUNNERS:
-        raise RtmwEdgeError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    module_name, class_name, extra = _RUNNERS[backend]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or exc.name.startswith("rtmw_edge"):
-            raise
-        raise MissingExtraError(exc.name.split(".")[0], extra) from exc
-    return getattr(module, class_name)(path, **options)
-
-
-def select_names(available: Sequence[str], wanted: Sequence[str] | None, what: str, path: Path) -> tuple[str, ...]:
-    """`wanted` (default: all of `available`), checked so a typo fails with the names that exist."""
-    if wanted is None:
-        return tuple(available)
-    unknown = [name for name in wanted if name not in available]
-    if unknown:
-        raise RtmwEdgeError(f"{path}: no {what} named {', '.join(unknown)}; it has {', '.join(available)}")
-    return tuple(wanted)
-
-
-def as_batch(batch: np.ndarray, input_shape: tuple[int, int, int], path: Path) -> np.ndarray:
-    """The batch as contiguous float32 NCHW, rejected with a clear message when its shape cannot fit."""
-    batch = np.asarray(batch)
-    if batch.ndim != 4 or batch.shape[0] < 1 or tuple(batch.shape[1:]) != tuple(input_shape):
-        raise RtmwEdgeError(f"{path}: expected a batch [N,{','.join(map(str, input_shape))}], got {batch.shape}")
-    return np.ascontiguousarray(batch, dtype=np.float32)
+    record = get_backend(backend or backend_for(path))
+    if "threads" in options:
+        options["threads"] = check_threads(options["threads"])
+    return record.open(path, **options)

@@ -59,6 +59,11 @@ MODELS: tuple[ModelSpec, ...] = (
 )
 
 
+def list_models() -> list[ModelSpec]:
+    """Every registered model, smallest first."""
+    return list(MODELS)
+
+
 def get_spec(name: str) -> ModelSpec:
     """Look a model up by its full name or short alias."""
     for spec in MODELS:

@@ -259,8 +259,8 @@ def _detector_identity(detector: Detector | None) -> dict | None:
     if detector is None:
         return None
     runner = detector.runner
-    weights = runner.path.with_suffix(".bin")  # OpenVINO and ncnn keep the weights beside the graph
-    files = [runner.path, weights] if weights.is_file() else [runner.path]
+    # a network's companions (weights) share its stem, whatever the backend
+    files = [runner.path, *sorted(p for p in runner.path.parent.glob(f"{runner.path.stem}.*") if p != runner.path)]
     return {"backend": runner.backend, "files": [sha256_file(f) for f in files],
             "score_threshold": detector.score_threshold, "nms_iou": detector.nms_iou}
 

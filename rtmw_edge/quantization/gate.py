@@ -7,7 +7,6 @@ number is computed and shown, and the verdict is "not judged".
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,17 +30,6 @@ class Budget:
     def __post_init__(self) -> None:
         if self.wholebody < 0 or self.part < 0:
             raise RtmwEdgeError(f"--max-drop must not be negative (got {self.wholebody}, {self.part})")
-
-
-@dataclass(frozen=True)
-class AccuracyControl:
-    """What a backend's own accuracy search (NNCF's) needs: the gate's metric of a candidate network (higher is
-    better), the budget in that metric's units, and how far it may go."""
-
-    validate: Callable[[object], float]  # a Runner of the candidate -> metric
-    max_drop: float
-    max_iterations: int  # quantizers that may go back to float
-    ranking_inputs: int  # calibration inputs whose outputs rank the quantizers by harm
 
 
 @dataclass(frozen=True)

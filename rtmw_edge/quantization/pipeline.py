@@ -7,7 +7,6 @@ failed gate keeps the artifacts but marks them failed, and the command exits non
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import math
 import shutil
@@ -18,17 +17,17 @@ import numpy as np
 from tqdm import tqdm
 
 from rtmw_edge.artifact import Artifact, ArtifactMeta, load_artifact, tool_versions, write_metadata
-from rtmw_edge.convert import FORMATS
+from rtmw_edge.backends import get_backend
+from rtmw_edge.backends.base import AccuracyControl, KeepFloat
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.export import artifact_dir, export_detector, export_model
 from rtmw_edge.fileio import atomic_dir
 from rtmw_edge.model import get_spec
 from rtmw_edge.quantization.cpu import ISA_FLAGS, cpu_flags, cpu_name, has_vnni
-from rtmw_edge.quantization.gate import AccuracyControl, Budget, GroundTruthSet, Verdict, judge
-from rtmw_edge.quantization.groups import LAYER_GROUPS
+from rtmw_edge.quantization.gate import Budget, GroundTruthSet, Verdict, judge
+from rtmw_edge.quantization.groups import LAYER_GROUPS, patterns
 from rtmw_edge.quantization.recipe import detector_settings, load_recipe
 
-FORMAT_OF = {backend: fmt for fmt, backend in FORMATS.items()}
 LATENCY_RUNS = 10
 
 
@@ -67,7 +66,7 @@ class Outcome:
 
 def run_quantize(request: QuantizeRequest) -> Outcome:
     recipe = load_recipe(request.backend, request.recipe)
-    fmt = FORMAT_OF[request.backend]
+    fmt = get_backend(request.backend).name
     source = _fp32_source(request) if request.source else None
     spec = get_spec(source.meta.model if source else request.model)
     evaluation = GroundTruthSet.open(request.eval_json, request.eval_images) if request.eval_json else None
@@ -202,12 +201,14 @@ def _revert_order(recipe: dict, keep: list[str]) -> list[str]:
 
 def _quantize_once(backend: str, recipe: dict, fp32: Artifact, calib, keep: list[str], folder: Path,
                    control: AccuracyControl | None = None) -> Artifact:
-    quantizer = importlib.import_module(f"rtmw_edge.quantization.{backend}")
-    target = artifact_dir(folder, fp32.meta.model, FORMAT_OF[backend], "int8")
+    """`keep` names layer groups and backend layers (what a layer search found) to leave in float."""
+    target = artifact_dir(folder, fp32.meta.model, backend, "int8")
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir()
-    searched = {"control": control} if control is not None else {}
-    written = quantizer.quantize(fp32, calib.inputs, recipe["quantizer"], keep, target, fp32.meta.model, **searched)
+    groups = [k for k in keep if k in LAYER_GROUPS]
+    kept = KeepFloat(tuple(patterns(groups)), tuple(k for k in keep if k not in LAYER_GROUPS))
+    written = get_backend(backend).quantize(fp32.network, calib.inputs, recipe["quantizer"], kept, target,
+                                            fp32.meta.model, control)
     meta = copy.deepcopy(fp32.meta)
     meta.precision, meta.main_file = "int8", written.main_file
     meta.input_name, meta.output_names = written.input_name, written.output_names
@@ -289,9 +290,9 @@ def _quantize_detector(request: QuantizeRequest, recipe: dict, fmt: str, folder:
 
 
 def _ranked_layers(backend: str, recipe: dict, fp32: Artifact, calib) -> list[str]:
-    """Layers by harm, from quantizers that can rank them cheaply (ncnn); others revert nothing."""
-    rank = getattr(importlib.import_module(f"rtmw_edge.quantization.{backend}"), "rank_layers", None)
-    return rank(fp32, calib.inputs, recipe["quantizer"]) if rank else []
+    """Layers by harm, from backends that can rank them cheaply; others revert nothing."""
+    record = get_backend(backend)
+    return record.rank_layers(fp32.network, calib.inputs, recipe["quantizer"]) if record.ranks_layers else []
 
 
 def _jsonable(value: object) -> object:

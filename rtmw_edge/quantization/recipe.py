@@ -6,10 +6,10 @@ import copy
 import tomllib
 from pathlib import Path
 
+from rtmw_edge.backends import get_backend
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.quantization.groups import LAYER_GROUPS
 
-BACKENDS = ("openvino", "onnxruntime", "ncnn")
 SAME_KEYS_AS = {"detector.quantizer": "quantizer"}  # tables that override another table's keys
 
 
@@ -21,8 +21,7 @@ def recipes_dir() -> Path:
 
 def load_recipe(backend: str, override: str | Path | None = None) -> dict:
     """The default recipe of `backend`, with the keys of `override` (a partial TOML file) merged over it."""
-    if backend not in BACKENDS:
-        raise RtmwEdgeError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    backend = get_backend(backend).name
     recipe = _read(recipes_dir() / f"{backend}.toml")
     if override is not None:
         extra = _read(Path(override))

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from rtmw_edge.backends import as_batch, select_names
+from rtmw_edge.backends.base import as_batch, select_names
+from rtmw_edge.cache import cache_dir
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.fileio import ensure_writable_dir
 
@@ -74,8 +74,7 @@ def _with_options(provider: str) -> str | tuple[str, dict]:
     """TensorRT builds engines for minutes: fp16 plus an on-disk engine cache makes that a one-time cost."""
     if provider != "TensorrtExecutionProvider":
         return provider
-    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    cache = ensure_writable_dir(cache_home / "rtmw-edge" / "tensorrt")
+    cache = ensure_writable_dir(cache_dir() / "tensorrt")
     return provider, {"trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
 
 
@@ -105,3 +104,7 @@ def _run_in_chunks(run: Callable[[np.ndarray], list[np.ndarray]], batch: np.ndar
             chunk = np.concatenate([chunk, np.zeros((size - count, *chunk.shape[1:]), chunk.dtype)])
         parts.append([out[:count] for out in run(chunk)])
     return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
+
+
+def load(path: Path, **options) -> OnnxRuntimeRunner:
+    return OnnxRuntimeRunner(path, **options)

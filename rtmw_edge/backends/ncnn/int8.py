@@ -19,218 +19,18 @@ import ncnn
 import numpy as np
 from tqdm import tqdm
 
-from rtmw_edge.backends.ncnn import ParamGraph, ParamLayer
+from rtmw_edge.backends.ncnn.modelbin import QUANTIZABLE, TAG_INT8, Read, param_int, quantizable, read_weights, span
+from rtmw_edge.backends.ncnn.net import load_net
+from rtmw_edge.backends.ncnn.param import ParamGraph, ParamLayer, param_text
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.fileio import atomic_file
 
-PARAM_MAGIC = "7767517"
 HISTOGRAM_BINS = 2048  # ncnn2table's histogram of |x| over [0, absmax]
 TARGET_BINS = 128  # int8 levels on one side of zero
 KL_EPS = 1e-4  # ncnn2table adds it to every bin so the KL divergence stays finite
 PERCENTILE = 99.99
 INT8_MAX = 127.0
 WINOGRAD_INT8_MAX = 31.0  # ncnn's int8 winograd F43 (3x3, stride 1, dilation 1) needs 6-bit weights
-
-TAG_INT8 = 0x000D4B38
-# ModelBin type-0 storage: tag -> (dtype, bytes per element); any other non-zero tag is a 256-entry codebook
-_STORAGE: dict[int, tuple[str, int]] = {0x00000000: ("<f4", 4), 0x0002C056: ("<f4", 4), 0x01306B47: ("<f2", 2),
-                                         TAG_INT8: ("i1", 1)}
-# calibration reads true fp32 activations, not fp16/bf16-stored ones
-_FP32_ONLY = ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_packed", "use_bf16_storage")
-
-
-# ------------------------------------------------------------------------------------------ .bin layout
-
-@dataclass(frozen=True)
-class _Chunk:
-    """One ModelBin::load call: `count` elements, `tagged` when a 4-byte storage tag comes first (type 0)."""
-
-    count: int
-    tagged: bool = False
-
-
-@dataclass(frozen=True)
-class _Read:
-    """A chunk as found in the .bin: its bytes [start, end) and its values."""
-
-    start: int
-    end: int
-    values: np.ndarray
-
-
-def _int(layer: ParamLayer, key: str, default: int = 0) -> int:
-    return int(layer.params.get(key, default))
-
-
-@dataclass(frozen=True)
-class _Quantizable:
-    """Where a quantizable layer keeps its sizes, and the int8_scale_term ncnn2int8 gives it."""
-
-    output_key: str
-    bias_key: str
-    size_key: str
-    int8_term: int
-    group_key: str | None = None  # depthwise: one weight scale per group
-
-    def channels(self, layer: ParamLayer) -> int:
-        """How many weight rows get a scale of their own."""
-        return _int(layer, self.group_key, 1) if self.group_key else _int(layer, self.output_key)
-
-    def chunks(self, layer: ParamLayer) -> list[_Chunk]:
-        """weight_data, bias_data, then (INT8 only) weight scales, input scale and the fused-requantize scale."""
-        if _int(layer, "19"):  # dynamic weight: it arrives as a second input, nothing is stored
-            return []
-        chunks = [_Chunk(_int(layer, self.size_key), tagged=True)]
-        if _int(layer, self.bias_key):
-            chunks.append(_Chunk(_int(layer, self.output_key)))
-        term = _int(layer, "8")
-        if term:
-            # depthwise term 2 stores one weight scale shared by all groups
-            shared = self.group_key is not None and term % 100 == 2
-            chunks += [_Chunk(1 if shared else self.channels(layer)), _Chunk(1)]
-        if term > 100:
-            chunks.append(_Chunk(1))
-        return chunks
-
-
-QUANTIZABLE: dict[str, _Quantizable] = {
-    "Convolution": _Quantizable("0", "5", "6", int8_term=2),
-    "ConvolutionDepthWise": _Quantizable("0", "5", "6", int8_term=1, group_key="7"),
-    "InnerProduct": _Quantizable("0", "1", "2", int8_term=2),
-}
-
-
-def _gemm_chunks(layer: ParamLayer) -> list[_Chunk]:
-    """Constant A (M x K), B (N x K) and C (sized by its broadcast type), each type-0 tagged."""
-    if _int(layer, "18"):
-        raise RtmwEdgeError(f"layer {layer.name}: Gemm is already quantized (18={_int(layer, '18')}); "
-                            "start from the FP32 model")
-    m, n, k = _int(layer, "7"), _int(layer, "8"), _int(layer, "9")
-    chunks = [_Chunk(m * k, True)] if _int(layer, "4") else []
-    chunks += [_Chunk(n * k, True)] if _int(layer, "5") else []
-    c_sizes = {0: 1, 1: m, 2: m, 3: m * n, 4: n}
-    broadcast = _int(layer, "10")
-    if _int(layer, "6") and broadcast != -1:
-        chunks.append(_Chunk(c_sizes[broadcast], True))
-    return chunks
-
-
-def _memorydata_chunks(layer: ParamLayer) -> list[_Chunk]:
-    """MemoryData loads w, w*h, w*h*c or w*h*d*c values, typed by 21=load_type (1: raw floats)."""
-    w, h, d, c = (_int(layer, key) for key in ("0", "1", "11", "2"))
-    shape = (w, h, d, c) if d else (w, h, c) if c else (w, h) if h else (w,) if w else ()
-    return [_Chunk(int(np.prod(shape)), tagged=_int(layer, "21", 1) == 0)] if shape else []
-
-
-def _affine_pair(size_key: str, affine_key: str) -> Callable[[ParamLayer], list[_Chunk]]:
-    """Normalisations that store gamma and beta (raw floats) when affine (their default)."""
-    return lambda layer: [_Chunk(_int(layer, size_key))] * 2 if _int(layer, affine_key, 1) else []
-
-
-_WEIGHTLESS = frozenset({
-    "AbsVal", "ArgMax", "BinaryOp", "BNLL", "Cast", "CELU", "Clip", "Concat", "Crop", "CumulativeSum", "Dropout",
-    "Eltwise", "ELU", "Erf", "Exp", "ExpandDims", "Flatten", "Flip", "Fold", "GELU", "GLU", "GridSample",
-    "HardSigmoid", "HardSwish", "Input", "Interp", "Log", "LRN", "MatMul", "Mish", "Noop", "Packing", "Permute",
-    "PixelShuffle", "Pooling", "Pooling1D", "Pooling3D", "Power", "Reduction", "ReLU", "Reorg", "Reshape", "SELU",
-    "Shrink", "ShuffleChannel", "Sigmoid", "Slice", "Softmax", "Softplus", "Split", "Squeeze", "Swish", "TanH",
-    "Threshold", "Tile", "UnaryOp", "Unfold",
-})
-
-# layer type -> the chunks its load_model reads, from its parameters
-_LAYOUTS: dict[str, Callable[[ParamLayer], list[_Chunk]]] = {
-    **{kind: spec.chunks for kind, spec in QUANTIZABLE.items()},
-    "Gemm": _gemm_chunks,
-    "MemoryData": _memorydata_chunks,
-    "BatchNorm": lambda layer: [_Chunk(_int(layer, "0"))] * 4,  # slope, mean, var, bias
-    "Scale": lambda layer: ([] if _int(layer, "0") == -233
-                            else [_Chunk(_int(layer, "0"))] * (1 + (_int(layer, "1") != 0))),
-    "PReLU": lambda layer: [_Chunk(_int(layer, "0"))],
-    "Padding": lambda layer: [_Chunk(_int(layer, "6"))] if _int(layer, "6") else [],
-    "LayerNorm": _affine_pair("0", "2"),
-    "InstanceNorm": _affine_pair("0", "2"),
-    "GroupNorm": _affine_pair("1", "3"),
-    **dict.fromkeys(_WEIGHTLESS, lambda layer: []),
-}
-
-
-def _chunks(layer: ParamLayer) -> list[_Chunk]:
-    layout = _LAYOUTS.get(layer.kind)
-    if layout is None:
-        raise RtmwEdgeError(
-            f"layer {layer.name}: ncnn layer type {layer.kind!r} is unknown here, so how many .bin bytes it reads "
-            f"is unknown; known weighted types: {', '.join(sorted(set(_LAYOUTS) - _WEIGHTLESS))}")
-    return layout(layer)
-
-
-def _array(data: bytes, dtype: str, count: int, start: int, layer: ParamLayer) -> np.ndarray:
-    if count < 0 or start + count * np.dtype(dtype).itemsize > len(data):
-        raise RtmwEdgeError(f"layer {layer.name} reads past the end of the .bin: it does not belong to this .param")
-    return np.frombuffer(data, dtype, count, start)
-
-
-def _read_chunk(data: bytes, offset: int, chunk: _Chunk, layer: ParamLayer) -> _Read:
-    if not chunk.tagged:
-        return _Read(offset, offset + 4 * chunk.count, _array(data, "<f4", chunk.count, offset, layer))
-    tag = int.from_bytes(_array(data, "u1", 4, offset, layer).tobytes(), "little")
-    start = offset + 4
-    if tag not in _STORAGE:  # codebook: 256 floats, then one uint8 index per value
-        codebook = _array(data, "<f4", 256, start, layer)
-        indices = _array(data, "u1", chunk.count, start + 1024, layer)
-        return _Read(offset, start + 1024 + _align4(chunk.count), codebook[indices])
-    dtype, size = _STORAGE[tag]
-    end = start + _align4(chunk.count * size)
-    return _Read(offset, end, _array(data, dtype, chunk.count, start, layer))
-
-
-def _align4(n: int) -> int:
-    return (n + 3) // 4 * 4
-
-
-def _read_weights(graph: ParamGraph, bin_path: Path) -> tuple[bytes, dict[str, list[_Read]]]:
-    """Walk the .bin in layer order as ncnn's load_model calls do; every byte must belong to a layer."""
-    data = Path(bin_path).read_bytes()
-    offset, reads = 0, {}
-    for layer in graph.layers:
-        reads[layer.name] = []
-        for chunk in _chunks(layer):
-            read = _read_chunk(data, offset, chunk, layer)
-            reads[layer.name].append(read)
-            offset = read.end
-    if offset != len(data):
-        raise RtmwEdgeError(f"{bin_path}: {len(data) - offset} bytes remain after the last layer's weights; "
-                            "the .bin does not belong to this .param")
-    return data, reads
-
-
-def layer_bytes(param: str | os.PathLike, bin: str | os.PathLike) -> dict[str, bytes]:
-    """Each layer's slice of the .bin, in param order: shows exactly what a conversion changed."""
-    data, reads = _read_weights(ParamGraph(_graph_text(Path(param))), Path(bin))
-    return {name: _span(data, layer_reads) for name, layer_reads in reads.items()}
-
-
-def _span(data: bytes, reads: list[_Read]) -> bytes:
-    return data[reads[0].start : reads[-1].end] if reads else b""
-
-
-def _graph_text(param: Path) -> str:
-    text = Path(param).read_text(encoding="utf-8", errors="replace")
-    if not text.startswith(PARAM_MAGIC):
-        raise RtmwEdgeError(f"{param} is not an ncnn text .param file (no {PARAM_MAGIC} magic)")
-    return text
-
-
-def _quantizable(graph: ParamGraph) -> list[ParamLayer]:
-    """Layers ncnn can run in INT8: convolutions and inner products whose weights are stored in the .bin."""
-    layers = [layer for layer in graph.layers if layer.kind in QUANTIZABLE and not _int(layer, "19")]
-    done = [layer.name for layer in layers if _int(layer, "8")]
-    if done:
-        raise RtmwEdgeError(f"layers {', '.join(done[:5])} are already INT8; quantize the FP32 model")
-    return layers
-
-
-def quantizable_layers(param: str | os.PathLike) -> list[ParamLayer]:
-    """The layers of an FP32 .param that ncnn can run in INT8."""
-    return _quantizable(ParamGraph(_graph_text(Path(param))))
 
 
 # ---------------------------------------------------------------------------------------------- table
@@ -276,9 +76,9 @@ class Int8Table:
 
 def weight_scales(param: str | os.PathLike, bin: str | os.PathLike) -> dict[str, np.ndarray]:
     """Per-channel (per-group for depthwise) weight scales, 127/absmax as ncnn2table computes them."""
-    graph = ParamGraph(_graph_text(Path(param)))
-    _, reads = _read_weights(graph, Path(bin))
-    return {layer.name: _channel_scales(layer, reads[layer.name][0].values) for layer in _quantizable(graph)}
+    graph = ParamGraph.read(param)
+    _, reads = read_weights(graph, Path(bin))
+    return {layer.name: _channel_scales(layer, reads[layer.name][0].values) for layer in quantizable(graph)}
 
 
 def _channel_scales(layer: ParamLayer, weights: np.ndarray) -> np.ndarray:
@@ -291,9 +91,9 @@ def _channel_scales(layer: ParamLayer, weights: np.ndarray) -> np.ndarray:
 
 def _runs_winograd_int8(layer: ParamLayer) -> bool:
     """ncnn2table's rule: plain 3x3 convolutions may run int8 winograd F43, which needs 6-bit weights."""
-    kernel = (_int(layer, "1"), _int(layer, "11", _int(layer, "1")))
-    dilation = (_int(layer, "2", 1), _int(layer, "12", _int(layer, "2", 1)))
-    stride = (_int(layer, "3", 1), _int(layer, "13", _int(layer, "3", 1)))
+    kernel = (param_int(layer, "1"), param_int(layer, "11", param_int(layer, "1")))
+    dilation = (param_int(layer, "2", 1), param_int(layer, "12", param_int(layer, "2", 1)))
+    stride = (param_int(layer, "3", 1), param_int(layer, "13", param_int(layer, "3", 1)))
     return layer.kind == "Convolution" and kernel == (3, 3) and dilation == (1, 1) and stride == (1, 1)
 
 
@@ -368,12 +168,12 @@ def activation_scales(param: str | os.PathLike, bin: str | os.PathLike, crops: n
     """
     if method not in METHODS:
         raise RtmwEdgeError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
-    graph = ParamGraph(_graph_text(Path(param)))
+    graph = ParamGraph.read(param)
     if len(graph.inputs) != 1:
         raise RtmwEdgeError(f"{param}: calibration needs exactly one Input layer, found {len(graph.inputs)}")
     inputs = _as_crops(crops, graph.input_shapes.get(graph.inputs[0]), Path(param))
-    blob_of = {layer.name: layer.bottoms[0] for layer in _quantizable(graph)}
-    calibration = _Calibration(_fp32_net(Path(param), Path(bin), threads), graph.inputs[0],
+    blob_of = {layer.name: layer.bottoms[0] for layer in quantizable(graph)}
+    calibration = _Calibration(load_net(Path(param), Path(bin), threads), graph.inputs[0],
                                list(dict.fromkeys(blob_of.values())), inputs, progress)
     absmax = calibration.absmax()
     thresholds = absmax
@@ -405,17 +205,6 @@ def _as_crops(crops: np.ndarray, shape: tuple[int, int, int] | None, param: Path
         want = ",".join(map(str, shape)) if shape else "C,H,W"
         raise RtmwEdgeError(f"{param}: calibration crops must be [N,{want}] with N >= 1, got {crops.shape}")
     return crops
-
-
-def _fp32_net(param: Path, bin: Path, threads: int | None) -> ncnn.Net:
-    net = ncnn.Net()
-    if threads:
-        net.opt.num_threads = threads
-    for option in _FP32_ONLY:
-        setattr(net.opt, option, False)
-    if net.load_param(str(param)) != 0 or net.load_model(str(bin)) != 0:
-        raise RtmwEdgeError(f"ncnn cannot load {param} / {bin}")
-    return net
 
 
 @dataclass
@@ -472,10 +261,10 @@ def write_int8(param: str | os.PathLike, bin: str | os.PathLike, table: Int8Tabl
     from its weights. The pair is written atomically and only after stock ncnn has loaded it in INT8 mode.
     """
     table = table if isinstance(table, Int8Table) else Int8Table.load(table)
-    text = _graph_text(Path(param))
+    text = param_text(Path(param))
     graph = ParamGraph(text)
-    data, reads = _read_weights(graph, Path(bin))
-    layers = _quantizable(graph)
+    data, reads = read_weights(graph, Path(bin))
+    layers = quantizable(graph)
     keep_float = set(keep_float)
     unknown = keep_float - {layer.name for layer in layers}
     if unknown:
@@ -491,7 +280,7 @@ def write_int8(param: str | os.PathLike, bin: str | os.PathLike, table: Int8Tabl
             bin_parts.append(_int8_bytes(layer, reads[layer.name], table))
         else:
             param_lines.append(line)
-            bin_parts.append(_span(data, reads[layer.name]))
+            bin_parts.append(span(data, reads[layer.name]))
     out = b"".join(bin_parts)
     with atomic_file(out_param, overwrite) as tmp_param, atomic_file(out_bin, overwrite) as tmp_bin:
         tmp_param.write_text("\n".join(param_lines) + "\n", encoding="utf-8")
@@ -508,7 +297,7 @@ def _int8_line(layer: ParamLayer) -> str:
     return f"{layer.kind:<24} {layer.name:<24} " + " ".join(fields)
 
 
-def _int8_bytes(layer: ParamLayer, reads: list[_Read], table: Int8Table) -> bytes:
+def _int8_bytes(layer: ParamLayer, reads: list[Read], table: Int8Table) -> bytes:
     """load_model order: tagged int8 weight_data (padded to 4 bytes), raw float bias, weight scales, input scale."""
     weights = reads[0].values
     scales = table.weights.get(layer.name)
@@ -532,10 +321,10 @@ def _to_int8(weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
 
 
 def _check_loads(param: Path, bin: Path) -> None:
-    net = ncnn.Net()
-    net.opt.use_int8_inference = True
-    if net.load_param(str(param)) != 0 or net.load_model(str(bin)) != 0:
-        raise RtmwEdgeError("stock ncnn rejects the INT8 model just written; nothing was saved")
+    try:
+        load_net(param, bin, int8=True)
+    except RtmwEdgeError as exc:
+        raise RtmwEdgeError(f"stock ncnn rejects the INT8 model just written ({exc}); nothing was saved") from exc
 
 
 def quantize_ncnn(param: str | os.PathLike, bin: str | os.PathLike, crops: np.ndarray,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from rtmw_edge.backends import as_batch, select_names
+from rtmw_edge.backends.base import as_batch, select_names
 from rtmw_edge.errors import RtmwEdgeError
 
 
@@ -75,3 +75,7 @@ def _free_batch(model: ov.Model, input_name: str, path: Path) -> tuple[int, int,
         shape[0] = ov.Dimension(-1)
         model.reshape({input_name: shape})
     return tuple(d.get_length() for d in list(shape)[1:])
+
+
+def load(path: Path, **options) -> OpenVinoRunner:
+    return OpenVinoRunner(path, **options)

@@ -7,34 +7,29 @@ import re
 import tempfile
 from pathlib import Path
 
+import nncf
 import numpy as np
+import openvino as ov
 
-from rtmw_edge.artifact import Artifact
-from rtmw_edge.backends import as_batch
-from rtmw_edge.convert import Written
-from rtmw_edge.errors import require
+from rtmw_edge.backends.base import AccuracyControl, KeepFloat, Network, Written, as_batch
 from rtmw_edge.quantization.cpu import resolve_auto
-from rtmw_edge.quantization.gate import AccuracyControl
-from rtmw_edge.quantization.groups import patterns
 
 AUTO_NAME = re.compile(r"[A-Za-z]+_\d+")
 PRESETS = {"mixed": "MIXED", "performance": "PERFORMANCE"}
 
 
-def quantize(fp32: Artifact, calibration: np.ndarray, settings: dict, keep_float: list[str], folder: Path,
+def quantize(network: Network, calibration: np.ndarray, settings: dict, keep: KeepFloat, folder: Path,
              stem: str, control: AccuracyControl | None = None) -> Written:
-    """INT8 IR of `fp32` in `folder`; groups in `keep_float` stay float (NNCF ignored scope).
+    """INT8 IR of `network` in `folder`; ops matching `keep` stay float (NNCF ignored scope).
 
     With `control`, NNCF's quantize_with_accuracy_control reverts the most harmful quantizers to float, one
     at a time, until the metric is within the budget or `max_iterations` are spent; those layers are returned.
     """
-    ov = require("openvino", "openvino")
-    nncf = require("nncf", "openvino")
     nncf.set_log_level(logging.WARNING)  # NNCF reports every op it skips at INFO; our table says what matters
 
-    model = ov.Core().read_model(str(fp32.main_path))
+    model = ov.Core().read_model(str(network.path))
     dataset = nncf.Dataset([sample[None] for sample in calibration])
-    arguments = _arguments(nncf, settings, keep_float, len(calibration))
+    arguments = _arguments(settings, keep, len(calibration))
     reverted: list[str] = []
     if control is None:
         quantized = nncf.quantize(model, dataset, advanced_parameters=_advanced(settings), **arguments)
@@ -44,11 +39,13 @@ def quantize(fp32: Artifact, calibration: np.ndarray, settings: dict, keep_float
     _stable_names(quantized)
     path = folder / f"{stem}.xml"
     ov.save_model(quantized, str(path), compress_to_fp16=False)
-    return Written(path.name, fp32.meta.input_name, list(fp32.meta.output_names), reverted=reverted)
+    return Written(path.name, network.input_name, list(network.output_names), reverted=reverted)
 
 
-def _arguments(nncf, settings: dict, keep_float: list[str], available: int) -> dict:
-    ignored = nncf.IgnoredScope(patterns=patterns(keep_float), validate=False) if keep_float else None
+def _arguments(settings: dict, keep: KeepFloat, available: int) -> dict:
+    ignored = None
+    if keep.patterns or keep.layers:
+        ignored = nncf.IgnoredScope(names=list(keep.layers), patterns=list(keep.patterns), validate=False)
     return {"preset": getattr(nncf.QuantizationPreset, PRESETS[settings["preset"]]),
             "subset_size": min(settings["subset_size"], available),
             "fast_bias_correction": settings["fast_bias_correction"], "ignored_scope": ignored}
@@ -71,8 +68,6 @@ def _advanced(settings: dict):
 def _with_accuracy_control(model, dataset, ranking: np.ndarray, advanced, arguments: dict,
                            control: AccuracyControl):
     """The accuracy-controlled model, and the ops NNCF put back to float (those that no longer read int8)."""
-    import nncf
-    import openvino as ov
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
     inputs = [sample[None] for sample in ranking]

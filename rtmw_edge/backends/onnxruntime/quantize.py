@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from rtmw_edge.artifact import Artifact
-from rtmw_edge.convert import Written
+from rtmw_edge.backends.base import KeepFloat, Network, Written
 from rtmw_edge.errors import RtmwEdgeError, require
+from rtmw_edge.onnx_io import load_onnx
 from rtmw_edge.quantization.cpu import resolve_auto
-from rtmw_edge.quantization.groups import names_in
 
 # mean_minmax: MinMax over the mean of each input's own min and max (ONNX Runtime's "moving average"
 # computed over one pass), the range NNCF uses for activations; the global extremes let one outlier set the step.
@@ -21,10 +21,9 @@ TYPES = {"quint8": "QUInt8", "qint8": "QInt8"}
 MIN_OPSET = 13
 
 
-def quantize(fp32: Artifact, calibration: np.ndarray, settings: dict, keep_float: list[str], folder: Path,
+def quantize(network: Network, calibration: np.ndarray, settings: dict, keep: KeepFloat, folder: Path,
              stem: str) -> Written:
-    """INT8 QDQ ONNX of `fp32` in `folder`; nodes of the `keep_float` groups stay float."""
-    onnx = require("onnx", "export")
+    """INT8 QDQ ONNX of `network` in `folder`; nodes matching `keep` stay float."""
     q = require("onnxruntime.quantization", "onnxruntime")
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -33,17 +32,18 @@ def quantize(fp32: Artifact, calibration: np.ndarray, settings: dict, keep_float
                             f"{', '.join(METHODS)}")
     path = folder / f"{stem}.onnx"
     with tempfile.TemporaryDirectory() as scratch:
-        source = _with_per_channel_opset(fp32.main_path, Path(scratch))
+        source = _with_per_channel_opset(network.path, Path(scratch))
         if settings["preprocess"]:
             prepared = Path(scratch) / "prepared.onnx"
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
             source = prepared
-        graph = onnx.load(str(source), load_external_data=False).graph
-        excluded = names_in(keep_float, [n.name for n in graph.node])
+        graph = load_onnx(source, load_external_data=False).graph
+        regexes = [re.compile(p) for p in keep.patterns]
+        excluded = [n.name for n in graph.node if n.name in keep.layers or any(r.search(n.name) for r in regexes)]
         if settings["depthwise_float"]:
             excluded += [n.name for n in graph.node if _is_depthwise(n)]
         q.quantize_static(
-            str(source), str(path), _Reader(fp32.meta.input_name, calibration),
+            str(source), str(path), _Reader(network.input_name, calibration),
             quant_format=q.QuantFormat.QDQ, per_channel=settings["per_channel"],
             reduce_range=resolve_auto(settings["reduce_range"]),
             activation_type=getattr(q.QuantType, TYPES[settings["activation_type"]]),
@@ -52,7 +52,7 @@ def quantize(fp32: Artifact, calibration: np.ndarray, settings: dict, keep_float
             nodes_to_exclude=excluded, op_types_to_quantize=settings["op_types"] or None,
             extra_options=_extra_options(settings),
         )
-    return Written(path.name, fp32.meta.input_name, list(fp32.meta.output_names))
+    return Written(path.name, network.input_name, list(network.output_names))
 
 
 def _extra_options(settings: dict) -> dict:
@@ -72,8 +72,9 @@ def _is_depthwise(node) -> bool:
 
 def _with_per_channel_opset(path: Path, scratch: Path) -> Path:
     """Per-channel QDQ needs opset 13 (DequantizeLinear's axis); older graphs (mmdeploy's 11) are converted."""
-    onnx = require("onnx", "export")
-    model = onnx.load(str(path))
+    import onnx
+
+    model = load_onnx(path)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), MIN_OPSET)
     if opset >= MIN_OPSET:
         return path

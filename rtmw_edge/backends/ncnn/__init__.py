@@ -1,0 +1,17 @@
+"""ncnn: .param + .bin for Arm boards (Raspberry Pi, Jetson CPU) and Vulkan GPUs; INT8 written by our own
+ncnn2table/ncnn2int8 (the pip wheel ships neither), with a cheap single-layer search for the gate."""
+
+from rtmw_edge.backends.base import Backend, Tolerance
+
+BACKEND = Backend(
+    name="ncnn",
+    package=__name__,
+    suffix=".param",
+    extra="ncnn",
+    packages=("ncnn",),
+    precisions=("fp32", "fp16"),
+    devices=("cpu", "vulkan"),
+    tolerances={("pose", "fp32"): Tolerance(1e-3, 1.0), ("pose", "fp16"): Tolerance(5e-2, 0.0),
+                ("detector", "fp32"): Tolerance(1e-3, 0.0), ("detector", "fp16"): Tolerance(2e-2, 0.0)},
+    ranks_layers=True,
+)

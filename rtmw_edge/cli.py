@@ -67,10 +67,10 @@ def _quantize(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from rtmw_edge.evaluation import evaluate, format_table, load_ground_truth, load_results
+    from rtmw_edge.evaluation import evaluate, load_ground_truth, load_results, metrics_table
 
     metrics = evaluate(load_ground_truth(args.gt), load_results(args.predictions), progress=True)
-    print(format_table(metrics))
+    print(metrics_table(metrics))
     return 0
 
 

@@ -19,9 +19,9 @@ from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.evaluation import (
     PART_NAMES,
     evaluate,
-    format_table,
     load_ground_truth,
     load_results,
+    metrics_table,
     to_result_entry,
 )
 from rtmw_edge.keypoints import NUM_KEYPOINTS, PARTS, SIGMAS
@@ -288,13 +288,14 @@ def test_to_result_entry_writes_the_standard_layout() -> None:
         to_result_entry(7, xy[:17], scores, 0.5)
 
 
-def test_format_table_has_a_row_per_part(gt_file: Path, gt_json: dict) -> None:
-    table = format_table(evaluate(load_ground_truth(gt_file), load_results(_scenario("perfect", gt_json))))
+def test_metrics_table_has_a_row_per_part(gt_file: Path, gt_json: dict) -> None:
+    table = metrics_table(evaluate(load_ground_truth(gt_file), load_results(_scenario("perfect", gt_json))))
     lines = table.splitlines()
-    assert lines[0].split() == ["part", "AP", "AP50", "AP75", "AR", "AR50"]
-    assert [line.split()[0] for line in lines[1:]] == list(PART_NAMES)
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    assert rows[0] == ["part", "AP", "AP50", "AP75", "AR", "AR50"]
+    assert [row[0] for row in rows[2:]] == list(PART_NAMES)
     assert len({len(line) for line in lines}) == 1
-    assert lines[1].split()[1:] == ["1.000"] * 5
+    assert rows[2][1:] == ["1.000"] * 5
 
 
 # ----------------------------------------------------------------------------------------------- bad input

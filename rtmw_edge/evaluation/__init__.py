@@ -6,9 +6,9 @@ from rtmw_edge.evaluation.coco_wholebody import (
     PartMetrics,
     Results,
     evaluate,
-    format_table,
     load_ground_truth,
     load_results,
+    metrics_table,
     to_result_entry,
 )
 
@@ -18,8 +18,8 @@ __all__ = [
     "PartMetrics",
     "Results",
     "evaluate",
-    "format_table",
     "load_ground_truth",
     "load_results",
+    "metrics_table",
     "to_result_entry",
 ]

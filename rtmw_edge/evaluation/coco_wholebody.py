@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.keypoints import NUM_KEYPOINTS, PARTS, SIGMAS
+from rtmw_edge.table import format_table
 
 PART_NAMES: tuple[str, ...] = (*PARTS, "wholebody")
 
@@ -166,15 +167,10 @@ def evaluate(gt: GroundTruth, results: Results, progress: bool = False) -> dict[
             for part in tqdm(PART_NAMES, desc="COCO-WholeBody", unit="part", disable=not progress)}
 
 
-def format_table(metrics: dict[str, PartMetrics]) -> str:
-    """A plain text table: one row per part, columns AP, AP50, AP75, AR, AR50."""
-    columns = ("AP", "AP50", "AP75", "AR", "AR50")
-    width = max(len("part"), *(len(part) for part in metrics))
-    lines = [f"{'part':<{width}}" + "".join(f"{c:>8}" for c in columns)]
-    for part, m in metrics.items():
-        values = (m.ap, m.ap50, m.ap75, m.ar, m.ar50)
-        lines.append(f"{part:<{width}}" + "".join(f"{v:8.3f}" for v in values))
-    return "\n".join(lines)
+def metrics_table(metrics: dict[str, PartMetrics]) -> str:
+    """The project's one table form: one row per part, columns AP, AP50, AP75, AR, AR50."""
+    rows = [[part, *(f"{v:.3f}" for v in (m.ap, m.ap50, m.ap75, m.ar, m.ar50))] for part, m in metrics.items()]
+    return format_table(["part", "AP", "AP50", "AP75", "AR", "AR50"], rows)
 
 
 def read_json(path: str | os.PathLike):

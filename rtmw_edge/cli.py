@@ -86,8 +86,8 @@ def _bench(args: argparse.Namespace) -> int:
         baseline=args.baseline, device_profile=args.device_profile, label=args.label, out=args.out,
         overwrite=args.overwrite))
     print(run.table)
-    for skipped in run.results["skipped"]:
-        print(f"not run: {skipped['name']}: {skipped['reason']}", file=sys.stderr)
+    for skipped in run.results.skipped:
+        print(f"not run: {skipped.name}: {skipped.reason}", file=sys.stderr)
     print(f"results: {run.folder / 'results.json'}  report: {run.folder / 'report.md'}, {run.folder / 'report.html'}")
     return 0
 

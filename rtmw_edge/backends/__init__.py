@@ -22,6 +22,7 @@ _RUNNERS: dict[str, tuple[str, str, str]] = {
 _SUFFIXES: dict[str, str] = {".onnx": "onnxruntime", ".xml": "openvino", ".param": "ncnn"}
 
 BACKENDS: tuple[str, ...] = tuple(_RUNNERS)
+REFERENCE_BACKEND = "onnxruntime"  # the baseline backend (rtmlib's)
 
 
 def backend_for(path: str | Path) -> str:

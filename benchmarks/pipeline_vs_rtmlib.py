@@ -26,10 +26,10 @@ import numpy as np
 import onnxruntime as ort
 
 from rtmw_edge.artifact import load_artifact
-from rtmw_edge.benchmark import interleaved_latency, speedup
+from rtmw_edge.bench.timing import interleaved_latency, speedup
 from rtmw_edge.export import export_model
+from rtmw_edge.machine import cpu_name
 from rtmw_edge.predictor import Predictor
-from rtmw_edge.quantization.cpu import cpu_name
 from rtmw_edge.quantization.pipeline import QuantizeRequest, run_quantize
 from rtmw_edge.table import format_table
 

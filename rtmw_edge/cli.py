@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rtmw_edge import __version__
-from rtmw_edge.backends import BACKENDS, backend_names, check_threads
+from rtmw_edge.backends import BACKENDS, REFERENCE_BACKEND, backend_names, check_threads
 from rtmw_edge.errors import RtmwEdgeError
 
 Command = Callable[[argparse.Namespace], int]
@@ -82,8 +82,8 @@ def _bench(args: argparse.Namespace) -> int:
         baseline=args.baseline, device_profile=args.device_profile, label=args.label, out=args.out,
         overwrite=args.overwrite))
     print(run.table)
-    for skipped in run.results["skipped"]:
-        print(f"not run: {skipped['name']}: {skipped['reason']}", file=sys.stderr)
+    for skipped in run.results.skipped:
+        print(f"not run: {skipped.name}: {skipped.reason}", file=sys.stderr)
     print(f"results: {run.folder / 'results.json'}  report: {run.folder / 'report.md'}, {run.folder / 'report.html'}")
     return 0
 
@@ -182,7 +182,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval", help="COCO-WholeBody JSON: measure AP on it (default: the quantization record's figures)")
     p.add_argument("--detector", help="person detector (artifact or model file): adds end-to-end ms per frame")
     p.add_argument("--baseline", help="artifact name or folder that speed-ups are against "
-                                      "(default: the first FP32 ONNX Runtime artifact)")
+                                      f"(default: the first FP32 {REFERENCE_BACKEND} artifact)")
     p.add_argument("--device-profile", help="raspberry-pi, jetson, intel-cpu, or a profile.toml: backends, "
                                             "threads and devices for that device")
     p.add_argument("--label", help="name of this device in merged reports (default: the profile's, else hostname)")

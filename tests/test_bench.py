@@ -16,14 +16,20 @@ import numpy as np
 import pytest
 from oracle import MINI_DIR, MODELS_DIR, need
 
-from rtmw_edge.bench import choose_baseline, find_pose_artifacts, measure_latency, plan
-from rtmw_edge.benchmark import speedup
+from rtmw_edge.artifact import load_artifact
+from rtmw_edge.backends import BACKENDS
+from rtmw_edge.bench import FORMAT, BenchResults, Figures, read_results
+from rtmw_edge.bench.accuracy import recorded_accuracy
+from rtmw_edge.bench.measure import measure_latency
+from rtmw_edge.bench.plot import UNKNOWN_COLOUR, backend_colour
+from rtmw_edge.bench.run import choose_baseline, find_pose_artifacts, plan
+from rtmw_edge.bench.timing import speedup
 from rtmw_edge.cli import main
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.predictor import Predictor
 from rtmw_edge.profiles import load_profile, shipped_profiles
 
-ONNX = "rtmw-m-256x192-onnx-fp32"
+ONNX = "rtmw-m-256x192-onnxruntime-fp32"
 OPENVINO = "rtmw-m-256x192-openvino-fp32"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RUNS = 3
@@ -54,12 +60,19 @@ def two_devices(exports: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     return out / "one", out / "two"
 
 
-def _results(folder: Path) -> dict:
-    return json.loads((folder / "results.json").read_text())
+def _results(folder: Path) -> BenchResults:
+    return read_results(folder / "results.json")
 
 
-def _by_name(results: dict) -> dict[str, dict]:
-    return {a["name"]: a for a in results["artifacts"]}
+def _by_name(results: BenchResults) -> dict[str, Figures]:
+    return {a.name: a for a in results.artifacts}
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], command: str) -> str:
+    """The stderr of a refused command: one line, its own prefix, no traceback; returns that line."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"rtmw-edge {command}: error:"), err
+    return err[0]
 
 
 def _is_png(data: bytes) -> bool:
@@ -69,23 +82,33 @@ def _is_png(data: bytes) -> bool:
 
 def test_results_json_holds_the_machine_the_settings_and_every_figure(two_devices):
     results = _results(two_devices[0])
-    machine = results["machine"]
-    assert machine["cpu"] and machine["cores"] >= 1 and isinstance(machine["vnni"], bool) and machine["flags"]
-    assert {"onnxruntime", "openvino", "python"} <= set(machine["libraries"]) and machine["os"]
-    assert results["settings"] | {"runs": RUNS, "batch": 2, "threads": 1} == results["settings"]
-    assert results["settings"]["e2e_frame"]["persons"] >= 1
+    machine = results.machine
+    assert machine.cpu and machine.cores >= 1 and isinstance(machine.vnni, bool) and machine.flags
+    assert {"onnxruntime", "openvino", "python"} <= set(machine.libraries) and machine.os
+    assert (results.settings.runs, results.settings.batch, results.settings.threads) == (RUNS, 2, 1)
+    assert results.settings.frame.persons >= 1
     artifacts = _by_name(results)
     assert set(artifacts) == {ONNX, OPENVINO}
     for a in artifacts.values():
-        assert a["trained"] is False and a["label"].endswith("(untrained)")
-        assert a["size_mb"] > 100 and a["load_s"] > 0 and a["mem_mb"] > 50  # an FP32 rtmw-m holds 129 MB of weights
-        for batch in ("batch1", "batch2"):
-            latency = a["latency_ms"][batch]
-            assert len(latency["runs"]) == RUNS and 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
-        assert a["speedup"]["low"] <= a["speedup"]["value"] <= a["speedup"]["high"]
-        assert a["accuracy"]["metric"] == "ap" and len(a["accuracy"]["parts"]) == 6
-        assert a["e2e_ms"]["persons"] >= 1 and len(a["e2e_ms"]["runs"]) == RUNS
-        assert a["options"] == {"threads": 1, "device": None}
+        assert a.trained is False and a.label.endswith("(untrained)")
+        assert a.size_mb > 100 and a.load_s > 0 and a.mem_mb > 50  # an FP32 rtmw-m holds 129 MB of weights
+        assert set(a.latency_ms) == {1, 2}
+        for latency in a.latency_ms.values():
+            assert len(latency.runs) == RUNS and 0 < latency.p50 <= latency.p90 <= latency.p99
+        assert a.speedup.low <= a.speedup.value <= a.speedup.high
+        assert a.accuracy.metric == "ap" and len(a.accuracy.parts) == 6
+        assert len(a.e2e_ms.runs) == RUNS and a.e2e_ms.p50 > 0
+        assert a.options == {"threads": 1, "device": None}
+
+
+def test_results_json_reads_back_into_equal_dataclasses_and_the_same_text(two_devices, tmp_path):
+    path = two_devices[0] / "results.json"
+    results = read_results(path)
+    assert json.loads(path.read_text())["format"] == FORMAT == "rtmw-edge-bench/2"
+    assert results.to_json() == path.read_text()
+    copy = tmp_path / "results.json"
+    copy.write_text(results.to_json())
+    assert read_results(copy) == results and BenchResults.from_json(results.to_json()) == results
 
 
 def test_reports_mark_untrained_weights_and_embed_the_plot(two_devices):
@@ -104,11 +127,10 @@ def test_speedups_are_ratios_of_medians_against_the_chosen_baseline(two_devices)
     for folder, baseline, other in ((two_devices[0], ONNX, OPENVINO), (two_devices[1], OPENVINO, ONNX)):
         results = _results(folder)
         artifacts = _by_name(results)
-        assert results["settings"]["baseline"] == baseline
-        assert artifacts[baseline]["speedup"]["value"] == pytest.approx(1.0)
-        expected = (np.median(artifacts[baseline]["latency_ms"]["batch1"]["runs"])
-                    / np.median(artifacts[other]["latency_ms"]["batch1"]["runs"]))
-        assert artifacts[other]["speedup"]["value"] == pytest.approx(expected, rel=1e-3)
+        assert results.settings.baseline == baseline
+        assert artifacts[baseline].speedup.value == pytest.approx(1.0)
+        expected = np.median(artifacts[baseline].latency_ms[1].runs) / np.median(artifacts[other].latency_ms[1].runs)
+        assert artifacts[other].speedup.value == pytest.approx(expected, rel=1e-3)
 
 
 def test_paired_bootstrap_interval_brackets_the_ratio_of_medians():
@@ -159,10 +181,10 @@ def test_report_merge_puts_two_devices_in_one_comparison(two_devices, tmp_path, 
 
 def test_a_profile_orders_backends_and_reaches_the_runners(two_devices):
     results = _results(two_devices[1])
-    assert results["settings"]["device_profile"] == "intel-cpu" and results["label"] == "two-threads"
-    assert [a["name"] for a in results["artifacts"]] == [OPENVINO, ONNX]  # intel-cpu runs OpenVINO first
-    assert _by_name(results)[OPENVINO]["options"] == {"threads": 2, "device": "CPU"}
-    assert _by_name(results)[ONNX]["options"] == {"threads": 2, "device": "cpu"}
+    assert results.settings.device_profile == "intel-cpu" and results.label == "two-threads"
+    assert [a.name for a in results.artifacts] == [OPENVINO, ONNX]  # intel-cpu runs OpenVINO first
+    assert _by_name(results)[OPENVINO].options == {"threads": 2, "device": "CPU"}
+    assert _by_name(results)[ONNX].options == {"threads": 2, "device": "cpu"}
 
 
 def test_every_shipped_profile_parses_and_applies(exports):
@@ -173,7 +195,7 @@ def test_every_shipped_profile_parses_and_applies(exports):
         planned, skipped = plan(artifacts, profile, threads=None)
         backends = [p.artifact.meta.backend for p in planned]
         assert backends == sorted(backends, key=profile.backends.index)
-        assert {s["name"] for s in skipped} == {p.folder.name for p in artifacts
+        assert {s.name for s in skipped} == {p.folder.name for p in artifacts
                                                if p.meta.backend not in profile.backends}
         for item in planned:
             backend = item.artifact.meta.backend
@@ -184,7 +206,7 @@ def test_every_shipped_profile_parses_and_applies(exports):
     assert load_profile("raspberry-pi").runner_options("ncnn") == {"threads": 4, "device": "cpu"}
 
 
-def test_default_baseline_is_the_first_fp32_onnxruntime_artifact(exports):
+def test_default_baseline_is_the_first_fp32_artifact_of_the_reference_backend(exports):
     artifacts = find_pose_artifacts([exports / OPENVINO, exports])
     names = [a.folder.name for a in artifacts]
     assert names == [OPENVINO, ONNX]
@@ -215,16 +237,83 @@ def test_nothing_to_bench_is_one_clear_line_and_exit_2(what, tmp_path, capsys):
     elif what == "non-artifact file":
         path.write_text("not a model")
     assert main(["bench", str(path), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and str(path) in err[0] and err[0].startswith("rtmw-edge bench: error:")
+    assert str(path) in _one_line_error(capsys, "bench")
     assert not (tmp_path / "out").exists()
 
 
-def test_merge_refuses_a_file_that_is_not_bench_results(tmp_path, capsys):
-    other = tmp_path / "quantization.json"
-    other.write_text(json.dumps({"accuracy": {}}))
-    assert main(["report", "merge", str(other), "--out", str(tmp_path / "m")]) == 2
-    assert "not a results.json written by rtmw-edge bench" in capsys.readouterr().err
+@pytest.mark.parametrize(("flag", "value"), [("--runs", "0"), ("--batch", "0"), ("--runs", "-3"), ("--threads", "0")])
+def test_a_count_below_1_is_one_line_and_exit_2_and_writes_nothing(flag, value, exports, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["bench", str(exports), flag, value, "--out", str(out)]) == 2
+    assert f"{flag} must be at least 1, got {value}" in _one_line_error(capsys, "bench")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("what", ["missing --eval", "missing --detector", "unknown --baseline"])
+def test_a_failed_bench_is_one_line_and_leaves_no_output_folder(what, exports, tmp_path, capsys):
+    extra = {"missing --eval": ["--eval", str(tmp_path / "no.json")],
+             "missing --detector": ["--detector", str(tmp_path / "no.onnx")],
+             "unknown --baseline": ["--baseline", "rtmw-x"]}[what]
+    assert main(["bench", str(exports), "--runs", "1", *extra, "--out", str(tmp_path / "deep" / "out")]) == 2
+    _one_line_error(capsys, "bench")
+    assert not (tmp_path / "deep").exists()
+
+
+@pytest.mark.parametrize(("what", "content", "says"), [
+    ("foreign JSON", {"accuracy": {}}, "not a results.json written by rtmw-edge bench (rtmw-edge-bench/2)"),
+    ("older version", {"format": "rtmw-edge-bench/1", "label": "x"}, "from another rtmw-edge version"),
+    ("damaged", {"format": "rtmw-edge-bench/2", "label": "x"}, "damaged results.json"),
+    ("a list", [1, 2], "not a results.json written by rtmw-edge bench"),
+    ("not JSON", "{", "is not JSON"),
+])
+def test_merge_of_what_is_not_this_versions_results_is_one_line(what, content, says, tmp_path, capsys):
+    path = tmp_path / "results.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    assert main(["report", "merge", str(path), "--out", str(tmp_path / "m")]) == 2
+    assert says in _one_line_error(capsys, "report")
+    assert not (tmp_path / "m").exists()
+
+
+def test_merge_refuses_one_results_json_given_twice_by_any_path(two_devices, tmp_path, capsys):
+    path = two_devices[0] / "results.json"
+    link = tmp_path / "link.json"
+    link.symlink_to(path)
+    for again in (path, two_devices[0] / ".." / two_devices[0].name / "results.json", link):
+        assert main(["report", "merge", str(path), str(two_devices[1] / "results.json"), str(again),
+                     "--out", str(tmp_path / "m")]) == 2
+        assert "give each device's results.json once" in _one_line_error(capsys, "report")
+        assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(("fields", "metric"), [
+    ({"metric": "agreement"}, "agreement"),  # the record's own field decides...
+    ({"metric": "ap", "nme": 0.02}, "ap"),  # ...whatever else the record holds
+    ({"nme": 0.02}, "agreement"),  # records written before the field: only agreement scoring has an NME
+    ({}, "ap"),
+    ({"metric": "oks"}, None),  # a metric bench cannot show
+    ({"backend": "elsewhere"}, None),  # a record of another backend's artifacts
+])
+def test_the_quantization_record_says_which_metric_its_accuracy_is(fields, metric, exports, tmp_path):
+    link = tmp_path / ONNX  # the artifact, beside a record of its own
+    link.symlink_to(exports / ONNX)
+    artifact = load_artifact(link, verify=False)
+    parts = {"wholebody": 0.5, "body": 0.6}
+    record = {"backend": artifact.meta.backend, "model": artifact.meta.model, "evaluation": "agreement with FP32",
+              "accuracy": {"fp32": parts, **({"nme": fields["nme"]} if "nme" in fields else {})}}
+    record.update({k: v for k, v in fields.items() if k != "nme"})
+    (tmp_path / "quantization.json").write_text(json.dumps(record))
+    accuracy = recorded_accuracy(artifact)
+    if metric is None:
+        assert accuracy is None
+    else:
+        assert (accuracy.metric, accuracy.wholebody, accuracy.parts) == (metric, 0.5, parts)
+        assert accuracy.source == "quantization record: agreement with FP32"
+
+
+def test_each_backend_of_the_table_has_its_own_plot_colour():
+    colours = [backend_colour(b) for b in BACKENDS]
+    assert len(set(colours)) == len(colours) and UNKNOWN_COLOUR not in colours
+    assert backend_colour("no-such-backend") == UNKNOWN_COLOUR
 
 
 def test_existing_results_are_kept_unless_overwrite_is_asked(two_devices, exports, capsys):

@@ -22,8 +22,8 @@ from rtmw_edge.backends.base import AccuracyControl, KeepFloat
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.export import artifact_dir, export_detector, export_model
 from rtmw_edge.fileio import atomic_dir
+from rtmw_edge.machine import ISA_FLAGS, cpu_flags, cpu_name, has_vnni
 from rtmw_edge.model import get_spec
-from rtmw_edge.quantization.cpu import ISA_FLAGS, cpu_flags, cpu_name, has_vnni
 from rtmw_edge.quantization.gate import Budget, GroundTruthSet, Verdict, judge
 from rtmw_edge.quantization.groups import LAYER_GROUPS, patterns
 from rtmw_edge.quantization.recipe import detector_settings, load_recipe
@@ -227,7 +227,7 @@ def _mark(int8: Artifact, verdict: Verdict, keep: list[str], calib, recipe: dict
 
 def _latency(fp32: Artifact, int8: Artifact, threads: int | None) -> dict[str, float]:
     from rtmw_edge.backends import open_runner
-    from rtmw_edge.benchmark import interleaved_latency
+    from rtmw_edge.bench.timing import interleaved_latency
 
     batch = np.zeros((1, 3, *fp32.meta.input_hw), np.float32)
     runners = {a.meta.precision: open_runner(a.main_path, a.meta.backend, threads=threads,

@@ -12,7 +12,7 @@ import numpy as np
 import openvino as ov
 
 from rtmw_edge.backends.base import AccuracyControl, KeepFloat, Network, Written, as_batch
-from rtmw_edge.quantization.cpu import resolve_auto
+from rtmw_edge.machine import resolve_auto
 
 AUTO_NAME = re.compile(r"[A-Za-z]+_\d+")
 PRESETS = {"mixed": "MIXED", "performance": "PERFORMANCE"}

@@ -1,15 +1,38 @@
-"""The CPU's instruction set decides how INT8 must be made: without VNNI, int8 dot products saturate."""
+"""The machine a figure was measured on: CPU, instruction sets, cores, OS and library versions.
+
+The instruction set also decides how INT8 must be made: without VNNI, int8 dot products saturate.
+"""
 
 from __future__ import annotations
 
+import os
 import platform
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from rtmw_edge.artifact import tool_versions
 
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 # the flags that decide INT8 and FP16 speed, recorded with every measurement
 ISA_FLAGS = frozenset({"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16", "neon", "asimd",
                        "asimddp", "fphp", "asimdhp"})
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What decides the numbers measured on a machine."""
+
+    cpu: str
+    arch: str
+    cores: int  # the cores this process may run on
+    isa: tuple[str, ...]  # the flags of ISA_FLAGS this CPU has, sorted
+    flags: tuple[str, ...]  # every instruction-set flag, sorted
+    vnni: bool
+    os: str
+    hostname: str
+    python: str
+    libraries: dict[str, str]  # installed version of each tool that shapes an artifact or runs it
 
 
 @cache
@@ -46,3 +69,12 @@ def resolve_auto(value: str | bool, flags: frozenset[str] | None = None) -> bool
     if value != "auto":
         raise ValueError(f"expected true, false or 'auto', got {value!r}")
     return not has_vnni(flags)
+
+
+def describe_machine() -> Machine:
+    """This machine, as it runs this process."""
+    flags = cpu_flags()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return Machine(cpu=cpu_name(), arch=platform.machine(), cores=cores, isa=tuple(sorted(flags & ISA_FLAGS)),
+                   flags=tuple(sorted(flags)), vnni=has_vnni(flags), os=platform.platform(),
+                   hostname=platform.node(), python=platform.python_version(), libraries=tool_versions())

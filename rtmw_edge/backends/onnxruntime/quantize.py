@@ -10,8 +10,8 @@ import numpy as np
 
 from rtmw_edge.backends.base import KeepFloat, Network, Written
 from rtmw_edge.errors import RtmwEdgeError, require
-from rtmw_edge.onnx_io import load_onnx
 from rtmw_edge.machine import resolve_auto
+from rtmw_edge.onnx_io import load_onnx
 
 # mean_minmax: MinMax over the mean of each input's own min and max (ONNX Runtime's "moving average"
 # computed over one pass), the range NNCF uses for activations; the global extremes let one outlier set the step.

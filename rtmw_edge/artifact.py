@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 from dataclasses import asdict, dataclass, field
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from rtmw_edge.backends import BACKENDS, get_backend
+from rtmw_edge.backends import get_backend
 from rtmw_edge.backends.base import Network
 from rtmw_edge.errors import RtmwEdgeError
 
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
-# the packages that shape an artifact, with every backend's runtime packages
-TOOLS = ("rtmw-edge", "torch", "onnx", "pnnx", "numpy", "opencv-python-headless")
-
-
 @dataclass
 class ArtifactMeta:
     """Sidecar of one artifact. `files` maps each file name in the folder to its sha256."""
@@ -77,17 +71,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def tool_versions() -> dict[str, str]:
-    """Installed versions of the tools that shape an artifact (absent ones are left out)."""
-    found = {"python": platform.python_version()}
-    for name in dict.fromkeys([*TOOLS, *(p for b in BACKENDS.values() for p in b.packages)]):
-        try:
-            found[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def write_metadata(folder: Path, meta: ArtifactMeta) -> None:

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from rtmw_edge.artifact import Artifact, ArtifactMeta, load_artifact, sha256_file, tool_versions, write_metadata
+from rtmw_edge.artifact import Artifact, ArtifactMeta, load_artifact, sha256_file, write_metadata
 from rtmw_edge.backends import Backend, get_backend, open_runner
 from rtmw_edge.backends.base import Written
 from rtmw_edge.errors import RtmwEdgeError, require
 from rtmw_edge.fileio import atomic_dir
 from rtmw_edge.keypoints import layout_metadata
+from rtmw_edge.machine import tool_versions
 from rtmw_edge.model import ModelSpec, build_model, get_spec
 from rtmw_edge.onnx_io import onnx_io
 from rtmw_edge.topdown import MEAN_RGB, PADDING, STD_RGB
@@ -54,7 +55,7 @@ def export(model: str | Path, backend: str, precision: str = "fp32", *, weights:
     `model` is a registered RTMW name or alias (`rtmw-m`; its weights as `weights` says: "auto", a checkpoint
     path or "untrained"), or the path of a person detector's ONNX file (RTMDet), converted as it is.
     """
-    if Path(model).suffix.lower() == ".onnx":
+    if Path(model).suffix.lower() == ".onnx" or Path(model).is_file():
         return Exported(*export_detector(model, backend, precision, out_dir=out, overwrite=overwrite))
     return Exported(*export_model(str(model), backend, precision, weights=weights, out_dir=out,
                                   allow_untrained=allow_untrained, overwrite=overwrite, progress=progress))

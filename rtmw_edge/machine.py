@@ -9,9 +9,10 @@ import os
 import platform
 from dataclasses import dataclass
 from functools import cache
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from rtmw_edge.artifact import tool_versions
+from rtmw_edge.backends import BACKENDS
 
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 # the flags that decide INT8 and FP16 speed, recorded with every measurement
@@ -69,6 +70,21 @@ def resolve_auto(value: str | bool, flags: frozenset[str] | None = None) -> bool
     if value != "auto":
         raise ValueError(f"expected true, false or 'auto', got {value!r}")
     return not has_vnni(flags)
+
+
+# the packages whose versions decide a result, with every backend's runtime packages
+TOOLS = ("rtmw-edge", "torch", "onnx", "pnnx", "numpy", "opencv-python-headless")
+
+
+def tool_versions() -> dict[str, str]:
+    """Installed versions of the tools that shape an artifact or a measurement (absent ones are left out)."""
+    found = {"python": platform.python_version()}
+    for name in dict.fromkeys([*TOOLS, *(p for b in BACKENDS.values() for p in b.packages)]):
+        try:
+            found[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return found
 
 
 def describe_machine() -> Machine:

@@ -241,7 +241,7 @@ def test_nothing_to_bench_is_one_clear_line_and_exit_2(what, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--runs", "0"), ("--batch", "0"), ("--runs", "-3"), ("--threads", "0")])
+@pytest.mark.parametrize(("flag", "value"), [("--runs", "0"), ("--batch", "0"), ("--runs", "-3")])
 def test_a_count_below_1_is_one_line_and_exit_2_and_writes_nothing(flag, value, exports, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["bench", str(exports), flag, value, "--out", str(out)]) == 2

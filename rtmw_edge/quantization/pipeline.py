@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from rtmw_edge.artifact import Artifact, ArtifactMeta, load_artifact, tool_versions, write_metadata
+from rtmw_edge.artifact import Artifact, ArtifactMeta, load_artifact, write_metadata
 from rtmw_edge.backends import get_backend
 from rtmw_edge.backends.base import AccuracyControl, KeepFloat
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.export import artifact_dir, export_detector, export_model
 from rtmw_edge.fileio import atomic_dir
-from rtmw_edge.machine import ISA_FLAGS, cpu_flags, cpu_name, has_vnni
+from rtmw_edge.machine import ISA_FLAGS, cpu_flags, cpu_name, has_vnni, tool_versions
 from rtmw_edge.model import get_spec
 from rtmw_edge.quantization.gate import Budget, GroundTruthSet, Verdict, judge
 from rtmw_edge.quantization.groups import LAYER_GROUPS, patterns

@@ -74,7 +74,7 @@ def export_model(model_name: str, fmt: str, precision: str = "fp32", weights: st
                  out_dir: str | Path = "exports", allow_untrained: bool = False, overwrite: bool = False,
                  progress: bool = True) -> tuple[Artifact, dict]:
     """Export, verify and describe one RTMW artifact; returns it and its verification figures."""
-    from rtmw_edge.weights import load_weights
+    from rtmw_edge.model.weights import load_weights
 
     spec = get_spec(model_name)
     backend_of(fmt)

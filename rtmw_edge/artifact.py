@@ -88,7 +88,10 @@ def load_artifact(path: str | Path, verify: bool = True) -> Artifact:
     folder = path if path.is_dir() else path.parent
     sidecar = folder / METADATA_FILE
     if not sidecar.is_file():
-        raise RtmwEdgeError(f"{folder} has no {METADATA_FILE}: not an artifact made by rtmw-edge export")
+        where = "beside it" if path.is_file() else "in it"
+        weights = f"--weights {path} " if path.suffix in (".pth", ".pt") else ""
+        raise RtmwEdgeError(f"{path} is not an artifact made by rtmw-edge export (no {METADATA_FILE} {where}): "
+                            f"export it first (`rtmw-edge export {weights}...`)")
     try:
         meta = ArtifactMeta(**json.loads(sidecar.read_text()))
     except (ValueError, TypeError) as exc:

@@ -37,13 +37,15 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from rtmw_edge.predict_io import predict_source
+    from rtmw_edge.media.predict import predict_inputs
+    from rtmw_edge.media.video import quiet_ffmpeg
     from rtmw_edge.predictor import Predictor
 
+    quiet_ffmpeg()
     predictor = Predictor(args.model, detector=args.detector, threads=args.threads, device=args.device,
                           flip_test=args.flip_test)
-    summary = predict_source(predictor, args.input, args.out, kpt_threshold=args.kpt_threshold,
-                             overwrite=args.overwrite)
+    summary = predict_inputs(predictor, args.inputs, args.out, kpt_threshold=args.kpt_threshold,
+                             overwrite=args.overwrite, progress=sys.stderr.isatty())
     print(f"rtmw-edge predict: {summary.line()}")
     return 0
 
@@ -130,11 +132,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="whole-body keypoints of the people in images, a folder, a video or a camera")
-    p.add_argument("input", help="an image, a folder of images, a video file, or a camera index such as 0")
+    p = sub.add_parser("predict", help="whole-body keypoints of the people in images, folders, videos or a camera")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="images, folders of images, video files, or one camera index such as 0; the images "
+                        "share one predictions.json")
     p.add_argument("--model", required=True, help="pose artifact: its folder or its main model file")
     p.add_argument("--detector", help="person detector (artifact folder or model file); default: whole image")
-    p.add_argument("--out", default="predict-out", help="folder that receives the predictions and overlays")
+    p.add_argument("--out", default="predict-out",
+                   help="folder that receives the predictions and overlays (made when the run succeeds)")
     p.add_argument("--flip-test", action="store_true", help="average with the mirrored image (slower, more accurate)")
     p.add_argument("--threads", type=int, help="CPU threads per network (default: the runtime's choice)")
     p.add_argument("--device", help="device for the backend: " + "; ".join(

@@ -70,7 +70,7 @@ def export_model(model_name: str, backend: str, precision: str = "fp32", weights
                  out_dir: str | Path = "exports", allow_untrained: bool = False, overwrite: bool = False,
                  progress: bool = True) -> tuple[Artifact, dict]:
     """Export, verify and describe one RTMW artifact; returns it and its verification figures."""
-    from rtmw_edge.weights import load_weights
+    from rtmw_edge.model.weights import load_weights
 
     spec = get_spec(model_name)
     record = _checked(backend, "pose", precision)

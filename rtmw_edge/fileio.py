@@ -1,4 +1,4 @@
-"""Atomic writes: a failed run never leaves a half-written file or folder behind."""
+"""Atomic writes: a failed run never leaves a half-written file, nor a folder it created for its outputs."""
 
 from __future__ import annotations
 
@@ -18,16 +18,16 @@ def atomic_file(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     path = Path(path)
     if path.exists() and not overwrite:
         raise RtmwEdgeError(f"{path} already exists (use --overwrite to replace it)")
-    parent = ensure_writable_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes it private; the result should read like any new file
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    with _new_folders(path.parent) as parent:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes it private; the result should read like any new file
+        try:
+            yield tmp_path
+            os.replace(tmp_path, path)
+        finally:
+            tmp_path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -39,20 +39,20 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     path = Path(path)
     if path.exists() and not overwrite:
         raise RtmwEdgeError(f"{path} already exists (use --overwrite to replace it)")
-    parent = ensure_writable_dir(path.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=parent))
-    tmp.chmod(0o777 & ~_umask())
-    try:
-        yield tmp
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
-            os.replace(path, old / "previous")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with _new_folders(path.parent) as parent:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=parent))
+        tmp.chmod(0o777 & ~_umask())
+        try:
+            yield tmp
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
+                os.replace(path, old / "previous")
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def ensure_writable_dir(path: str | os.PathLike) -> Path:
@@ -67,6 +67,37 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise RtmwEdgeError(f"folder {path} is not writable")
     return path
+
+
+def check_writable_dir(path: str | os.PathLike) -> Path:
+    """Fail now, creating nothing, when files could not be written into `path` once it is created.
+
+    For commands that work minutes before their first output: they learn of a bad --out at once, and leave
+    no empty folder behind when they fail.
+    """
+    path = Path(path)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise RtmwEdgeError(f"{existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RtmwEdgeError(f"folder {existing} is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def _new_folders(path: Path) -> Iterator[Path]:
+    """ensure_writable_dir(path); when the block fails, remove the folders it created if they are still empty."""
+    created = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
+    ensure_writable_dir(path)
+    try:
+        yield path
+    except BaseException:
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:  # no longer empty: another output (or someone else) is using it
+                break
+        raise
 
 
 def _umask() -> int:

@@ -70,3 +70,22 @@ def test_export_command_prints_the_verification(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "(untrained)" in out and "max abs error" in out
     assert (tmp_path / "rtmw-m-256x192-onnxruntime-fp32" / "metadata.json").is_file()
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://x", "http://"])
+def test_a_malformed_checkpoint_url_is_one_line_naming_the_variable(tmp_path, monkeypatch, capsys, url):
+    monkeypatch.setenv("RTMW_EDGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("RTMW_EDGE_CHECKPOINT_URL", url)
+    code = main(["export", "--format", "onnx", "--allow-untrained", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"rtmw-edge export: error: RTMW_EDGE_CHECKPOINT_URL={url!r} is ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_failed_export_leaves_no_out_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(["export", "--format", "onnx", "--weights", "missing.pth", "--out", "newdir"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "missing.pth does not exist" in err
+    assert list(tmp_path.iterdir()) == []

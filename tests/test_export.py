@@ -17,8 +17,8 @@ from rtmw_edge.backends.base import Tolerance
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.export import compare_logits, export_detector, export_model
 from rtmw_edge.model import build_model, get_spec
+from rtmw_edge.model.weights import load_weights
 from rtmw_edge.quantization.groups import LAYER_GROUPS, names_in
-from rtmw_edge.weights import load_weights
 
 FORMATS = ["onnx", "openvino", "ncnn"]
 # backend -> allowed max abs error on SimCC logits against PyTorch (fp32)

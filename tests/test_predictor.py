@@ -15,16 +15,17 @@ import numpy as np
 import pytest
 import torch
 from oracle import MINI_DIR, MODELS_DIR, need, oracle_npz, oracle_state_dict
+from tiny_artifact import constant_artifact
 
 from rtmw_edge import cli, topdown
-from rtmw_edge.artifact import ArtifactMeta, load_artifact, write_metadata
+from rtmw_edge.artifact import load_artifact
 from rtmw_edge.backends import BACKENDS
 from rtmw_edge.backends.base import Tolerance
 from rtmw_edge.detector import box_iou
 from rtmw_edge.errors import MissingExtraError, RtmwEdgeError
 from rtmw_edge.evaluation import evaluate, load_ground_truth, load_results
 from rtmw_edge.export import export_detector, export_model
-from rtmw_edge.keypoints import NUM_KEYPOINTS, layout_metadata
+from rtmw_edge.keypoints import NUM_KEYPOINTS
 from rtmw_edge.predictor import Person, Predictor
 from rtmw_edge.visualize import BOX_COLOR, PART_COLORS, draw_persons
 
@@ -350,53 +351,22 @@ def test_info_names_the_model_and_marks_it_untrained(predictor):
 
 # ----------------------------------------------------------------------- broken or wrong artifacts
 
-def _constant_artifact(folder: Path, value: float, input_hw: tuple[int, int] = (16, 12)) -> Path:
-    """A pose artifact whose SimCC outputs are all `value` whatever the input (what a broken INT8 model gives)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    folder.mkdir()
-    nodes = [helper.make_node("ReduceSum", ["input", "axes"], ["total"], keepdims=1),
-             helper.make_node("Reshape", ["total", "column"], ["per_image"]),
-             helper.make_node("Mul", ["per_image", "zero"], ["nothing"])]
-    inits = [numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes"),
-             numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "column"),
-             numpy_helper.from_array(np.zeros((), np.float32), "zero")]
-    outputs = []
-    for name, size in (("simcc_x", input_hw[1] * 2), ("simcc_y", input_hw[0] * 2)):
-        inits.append(numpy_helper.from_array(np.full((NUM_KEYPOINTS, size), value, np.float32), f"{name}_value"))
-        nodes.append(helper.make_node("Add", ["nothing", f"{name}_value"], [name]))
-        outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", NUM_KEYPOINTS, size]))
-    graph = helper.make_graph(
-        nodes, "constant", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, *input_hw])],
-        outputs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    (folder / "constant.onnx").write_bytes(model.SerializeToString())
-    write_metadata(folder, ArtifactMeta(
-        kind="pose", model="constant", backend="onnxruntime", precision="int8", main_file="constant.onnx", files={},
-        input_name="input", output_names=["simcc_x", "simcc_y"], input_hw=list(input_hw),
-        weights={"kind": "untrained"}, trained=False,
-        preprocessing={"channel_order": "RGB", "mean": list(topdown.MEAN_RGB), "std": list(topdown.STD_RGB),
-                       "padding": topdown.PADDING},
-        decoding={"codec": "simcc", "split_ratio": 2.0}, keypoints=layout_metadata()))
-    return folder
-
-
 @pytest.mark.parametrize(("value", "flip"), [(np.nan, False), (np.inf, True), (0.0, False)],
                          ids=["nan", "inf-flip", "all-zero"])
 def test_broken_model_outputs_raise_instead_of_keypoints_at_the_origin(tmp_path, small_photo, value, flip):
-    model = Predictor(_constant_artifact(tmp_path / "broken", value), flip_test=flip)
+    model = Predictor(constant_artifact(tmp_path / "broken", value), flip_test=flip)
     with pytest.raises(RtmwEdgeError, match=r"non-finite/all-zero outputs for 2 of 2 persons: the artifact is broken"):
         model.predict(small_photo, np.array([[0, 0, 80, 120], [80, 0, 160, 120]]))
 
 
 def test_a_working_constant_artifact_predicts(tmp_path, small_photo):
     """The same artifact with finite outputs runs, so the failures above are about the outputs alone."""
-    (person,) = Predictor(_constant_artifact(tmp_path / "flat", 1.0), flip_test=True).predict(small_photo)
+    (person,) = Predictor(constant_artifact(tmp_path / "flat", 1.0), flip_test=True).predict(small_photo)
     np.testing.assert_array_equal(person.scores, np.ones(NUM_KEYPOINTS, np.float32))
 
 
 def test_a_model_file_changed_after_export_is_refused(tmp_path):
-    folder = _constant_artifact(tmp_path / "changed", 1.0)
+    folder = constant_artifact(tmp_path / "changed", 1.0)
     with (folder / "constant.onnx").open("ab") as fh:
         fh.write(b"\0")
     with pytest.raises(RtmwEdgeError, match="does not match its metadata"):
@@ -404,7 +374,7 @@ def test_a_model_file_changed_after_export_is_refused(tmp_path):
 
 
 def test_an_artifact_with_other_preprocessing_is_refused(tmp_path):
-    folder = _constant_artifact(tmp_path / "other", 1.0)
+    folder = constant_artifact(tmp_path / "other", 1.0)
     meta = json.loads((folder / "metadata.json").read_text())
     meta["preprocessing"]["mean"] = [0.0, 0.0, 0.0]
     (folder / "metadata.json").write_text(json.dumps(meta))
@@ -418,81 +388,6 @@ def test_a_missing_backend_package_names_the_pip_extra(untrained_artifacts, monk
     monkeypatch.setitem(sys.modules, "ncnn", None)  # what `import ncnn` meets when ncnn is not installed
     with pytest.raises(MissingExtraError, match=r"rtmw-edge\[ncnn\]"):
         Predictor(untrained_artifacts["ncnn"])
-
-
-# ----------------------------------------------------------------------------------- CLI inputs
-
-def _predict(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(["predict", *argv, "--threads", str(THREADS)])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_a_folder_skips_and_counts_non_images_and_unreadable_files(untrained_artifacts, small_photo, tmp_path,
-                                                                   capsys, caplog):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    cv2.imwrite(str(folder / "000000000785.jpg"), small_photo)
-    cv2.imwrite(str(folder / "frame.png"), small_photo)
-    (folder / "notes.txt").write_text("not an image")
-    (folder / "broken.jpg").write_bytes(b"not a jpeg")
-    with caplog.at_level(logging.WARNING):
-        code, out, _ = _predict(capsys, str(folder), "--model", str(untrained_artifacts["onnx"]),
-                                "--out", str(tmp_path / "out"))
-    assert code == 0
-    assert "2 images, 2 persons, 2 skipped" in out
-    skipped = sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped"))
-    assert [Path(m.split(":")[0].removeprefix("skipped ")).name for m in skipped] == ["broken.jpg", "notes.txt"]
-    entries = json.loads((tmp_path / "out" / "predictions.json").read_text())
-    # ids come from the name, else count the folder's image files (broken.jpg took 1), so they stay stable
-    assert [(e["file_name"], e["image_id"]) for e in entries] == [("000000000785.jpg", 785), ("frame.png", 2)]
-    assert (tmp_path / "out" / "frame_pose.jpg").is_file()
-
-
-def test_a_video_gives_an_annotated_mp4_and_one_json_line_per_frame(untrained_artifacts, small_photo, tmp_path,
-                                                                    capsys):
-    video = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
-    for shift in range(3):
-        writer.write(np.roll(small_photo, 4 * shift, axis=1))
-    writer.release()
-    code, out, _ = _predict(capsys, str(video), "--model", str(untrained_artifacts["onnx"]),
-                            "--out", str(tmp_path / "out"))
-    assert code == 0 and "3 frames, 3 persons" in out
-    capture = cv2.VideoCapture(str(tmp_path / "out" / "clip_pose.mp4"))
-    frames = []
-    while (frame := capture.read())[0]:
-        frames.append(frame[1])
-    capture.release()
-    assert [f.shape for f in frames] == [(120, 160, 3)] * 3
-    lines = (tmp_path / "out" / "clip_frames.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines]
-    assert [(r["frame"], len(r["persons"])) for r in records] == [(0, 1), (1, 1), (2, 1)]
-    assert len(records[0]["persons"][0]["keypoints"]) == 17 * 3
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_frames.jsonl", "clip_pose.mp4"]
-
-
-def test_existing_outputs_are_refused_unless_overwrite(untrained_artifacts, small_photo, tmp_path, capsys):
-    image = tmp_path / "person.jpg"
-    cv2.imwrite(str(image), small_photo)
-    args = [str(image), "--model", str(untrained_artifacts["onnx"]), "--out", str(tmp_path / "out")]
-    assert _predict(capsys, *args)[0] == 0
-    before = (tmp_path / "out" / "predictions.json").read_bytes()
-    code, _, err = _predict(capsys, *args)
-    assert code == 2 and "already exists" in err and "--overwrite" in err
-    assert (tmp_path / "out" / "predictions.json").read_bytes() == before
-    assert _predict(capsys, *args, "--overwrite")[0] == 0
-
-
-@pytest.mark.parametrize("what", ["model", "input", "unreadable image"])
-def test_a_missing_or_unreadable_path_is_one_line_and_exit_code_2(untrained_artifacts, tmp_path, capsys, what):
-    image = tmp_path / "person.jpg"
-    image.write_bytes(b"" if what == "unreadable image" else b"x")
-    model = tmp_path / "no-such-model" if what == "model" else untrained_artifacts["onnx"]
-    source = tmp_path / "no-such-input.jpg" if what == "input" else image
-    code, out, err = _predict(capsys, str(source), "--model", str(model), "--out", str(tmp_path / "out"))
-    assert code == 2 and out == ""
-    assert err.startswith("rtmw-edge predict: error: ") and err.count("\n") == 1
 
 
 # ------------------------------------------------------------------------------------- overlays

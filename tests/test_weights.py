@@ -1,25 +1,25 @@
-"""Weights: download over real HTTP into the cache, checkpoint reading, strict loading, untrained init."""
+"""Weights: official checkpoints over real HTTP into the cache, checkpoint files, strict loading, untrained init."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import io
-import socket
-import threading
 import zipfile
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from http_mirror import Mirror, closed_port, running_mirror
 from torch import nn
 
-from rtmw_edge import weights as W
+from rtmw_edge import download
+from rtmw_edge.cache import cache_dir
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.model import build_model, get_spec
+from rtmw_edge.model import weights as W
 from rtmw_edge.model.registry import CHECKPOINT_BASE_URL, ModelSpec
 
 # --------------------------------------------------------------------------- helpers
@@ -80,69 +80,19 @@ def same_state(a: nn.Module, b: nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def closed_port() -> int:
-    """A local port nothing listens on: connections to it are refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# --------------------------------------------------------------------------- local mirror
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        server: Mirror = self.server  # type: ignore[assignment]
-        server.requests.append(self.path)
-        route = server.routes.get(self.path)
-        if route is None:
-            self.send_error(404)
-            return
-        body, declared = route
-        self.send_response(200)
-        self.send_header("Content-Length", str(declared))
-        self.end_headers()
-        self.wfile.write(body)  # HTTP/1.0: the connection closes after this, short or not
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class Mirror(ThreadingHTTPServer):
-    """A checkpoint mirror on 127.0.0.1 that records every request."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.routes: dict[str, tuple[bytes, int]] = {}
-        self.requests: list[str] = []
-        self.base = f"http://127.0.0.1:{self.server_address[1]}/mirror"
-
-    def serve(self, name: str, body: bytes, declared_length: int | None = None) -> None:
-        self.routes[f"/mirror/{name}"] = (body, len(body) if declared_length is None else declared_length)
-
-
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "cache"
     monkeypatch.setenv("RTMW_EDGE_CACHE", str(folder))
-    monkeypatch.setattr(W, "DOWNLOAD_TIMEOUT_S", 5.0)  # a hung test fails in seconds, not minutes
+    monkeypatch.setattr(download, "DOWNLOAD_TIMEOUT_S", 5.0)  # a hung test fails in seconds, not minutes
     return folder
 
 
 @pytest.fixture
 def mirror(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mirror]:
-    server = Mirror()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    monkeypatch.setenv("RTMW_EDGE_CHECKPOINT_URL", server.base)  # no trailing slash on purpose
-    try:
+    with running_mirror() as server:
+        monkeypatch.setenv("RTMW_EDGE_CHECKPOINT_URL", server.base)  # no trailing slash on purpose
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -163,10 +113,10 @@ def tiny_spec(tiny_payload: bytes) -> ModelSpec:
 
 def test_cache_dir_comes_from_env_else_home_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RTMW_EDGE_CACHE", str(tmp_path / "c"))
-    assert W.cache_dir() == tmp_path / "c"
+    assert cache_dir() == tmp_path / "c"
     monkeypatch.delenv("RTMW_EDGE_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert W.cache_dir() == tmp_path / ".cache" / "rtmw-edge"
+    assert cache_dir() == tmp_path / ".cache" / "rtmw-edge"
 
 
 def test_checkpoint_url_uses_mirror_env_else_openmmlab(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,6 +126,18 @@ def test_checkpoint_url_uses_mirror_env_else_openmmlab(monkeypatch: pytest.Monke
     monkeypatch.setenv("RTMW_EDGE_CHECKPOINT_URL", "http://mirror.local/ckpt")
     assert W.checkpoint_base_url() == "http://mirror.local/ckpt/"
     assert W.checkpoint_url(spec) == "http://mirror.local/ckpt/" + spec.checkpoint
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://x", "http://"])
+def test_a_malformed_mirror_url_is_an_error_naming_the_variable_even_with_allow_untrained(
+        cache: Path, tiny_spec: ModelSpec, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("RTMW_EDGE_CHECKPOINT_URL", url)
+    with pytest.raises(RtmwEdgeError) as caught:
+        W.load_weights(TinyNet(), tiny_spec, allow_untrained=True, progress=False)
+    message = str(caught.value)
+    assert message.startswith(f"RTMW_EDGE_CHECKPOINT_URL={url!r} is ") and "unset it" in message
+    assert "\n" not in message
+    assert files_in(cache) == []
 
 
 # --------------------------------------------------------------------------- download and cache
@@ -200,14 +162,6 @@ def test_auto_downloads_official_checkpoint_once_then_uses_cache(
     assert same_state(again, model)
     assert mirror.requests == [f"/mirror/{tiny_spec.checkpoint}"]
     assert capsys.readouterr().err == ""
-
-
-def test_download_returns_full_sha256_without_a_prefix_to_check(mirror: Mirror, tmp_path: Path) -> None:
-    mirror.serve("any.pth", b"abc" * 1000)
-    dest = tmp_path / "deep" / "any.pth"
-    got = W.download(f"{mirror.base}/any.pth", dest, None, progress=False)
-    assert got == hashlib.sha256(b"abc" * 1000).hexdigest()
-    assert dest.read_bytes() == b"abc" * 1000
 
 
 def test_download_with_wrong_checksum_raises_and_caches_nothing(

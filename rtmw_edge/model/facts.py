@@ -25,7 +25,7 @@ def model_facts(specs: tuple[ModelSpec, ...] = MODELS) -> list[ModelFacts]:
     torch = require("torch", "export")
     from rtmw_edge.model.complexity import count_macs, count_params
     from rtmw_edge.model.rtmw import RTMW
-    from rtmw_edge.weights import cached_checkpoint
+    from rtmw_edge.model.weights import cached_checkpoint
 
     facts = []
     for spec in specs:

@@ -1,4 +1,4 @@
-"""Model weights: the official checkpoint (cached, checksum-verified), a local file, or untrained.
+"""Model weights: the official checkpoint (downloaded once, checksum-verified), a local file, or seeded untrained.
 
 Everything here fails with one-line RtmwEdgeError messages, because the usual causes (offline machine,
 corrupted download, checkpoint of another model) are for the user to fix, not bugs.
@@ -6,18 +6,13 @@ corrupted download, checkpoint of another model) are for the user to fix, not bu
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import importlib
 import math
 import os
 import pickle
 import re
 import sys
-import urllib.error
-import urllib.request
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -25,28 +20,19 @@ from types import ModuleType
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from rtmw_edge.artifact import sha256_file
 from rtmw_edge.cache import cache_dir
+from rtmw_edge.download import DownloadError, fetch, one_line, sha256_of, url_problem, verified
 from rtmw_edge.errors import RtmwEdgeError
-from rtmw_edge.fileio import atomic_file
 from rtmw_edge.model.registry import CHECKPOINT_BASE_URL, ModelSpec
 
 CHECKPOINT_URL_ENV = "RTMW_EDGE_CHECKPOINT_URL"
-DOWNLOAD_TIMEOUT_S = 30.0
-CHUNK_BYTES = 1 << 20
-USER_AGENT = "rtmw-edge"
 # mmpose checkpoints also hold the data preprocessor's mean/std buffers; our model normalises elsewhere.
 DROPPED_PREFIXES = ("data_preprocessor.",)
 # Uniform samples summed to approximate a normal (Irwin-Hall): only additions, so bit-exact everywhere.
 IRWIN_HALL_TERMS = 12
 BN_PROBE_BATCH = 4
 BN_VARIANCE_INFLATION = 4.0
-
-
-class DownloadError(RtmwEdgeError):
-    """A download failed (network, HTTP status, short read, checksum); `auto` weights may fall back."""
 
 
 @dataclass(frozen=True)
@@ -62,12 +48,16 @@ class Weights:
     sha256: str | None
 
 
-# --------------------------------------------------------------------------- locations
+# --------------------------------------------------------------------------- official checkpoints
 
 
 def checkpoint_base_url() -> str:
     """The folder URL official checkpoints come from: $RTMW_EDGE_CHECKPOINT_URL (a mirror), else OpenMMLab."""
     url = os.environ.get(CHECKPOINT_URL_ENV) or CHECKPOINT_BASE_URL
+    problem = url_problem(url)
+    if problem:
+        raise RtmwEdgeError(f"{CHECKPOINT_URL_ENV}={url!r} is {problem}: set it to the http(s) URL of a folder "
+                            f"of checkpoints (a mirror of {CHECKPOINT_BASE_URL}) or unset it")
     return url if url.endswith("/") else url + "/"
 
 
@@ -76,106 +66,14 @@ def checkpoint_url(spec: ModelSpec) -> str:
     return checkpoint_base_url() + spec.checkpoint
 
 
-# --------------------------------------------------------------------------- download
-
-
-def _one_line(text: object) -> str:
-    """Collapse an exception text so that CLI messages stay on one line."""
-    return " ".join(str(text).split())
-
-
-def _open_url(url: str) -> http.client.HTTPResponse:
-    """Open `url`, turning every network failure into one DownloadError line."""
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    try:
-        return urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S)
-    except urllib.error.HTTPError as exc:
-        raise DownloadError(f"cannot download {url}: HTTP {exc.code} {_one_line(exc.reason)}") from exc
-    except urllib.error.URLError as exc:
-        raise DownloadError(f"cannot download {url}: {_one_line(exc.reason)}") from exc
-    except (TimeoutError, OSError, http.client.HTTPException) as exc:
-        raise DownloadError(f"cannot download {url}: {_one_line(exc) or type(exc).__name__}") from exc
-
-
-def _content_length(response: http.client.HTTPResponse) -> int | None:
-    """The declared body size, or None when the server does not say (or says nonsense)."""
-    value = response.headers.get("Content-Length")
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _stream(response: http.client.HTTPResponse, url: str) -> Iterator[bytes]:
-    """Yield the body in chunks; a stalled or reset connection becomes a DownloadError."""
-    while True:
-        try:
-            chunk = response.read(CHUNK_BYTES)
-        except (TimeoutError, OSError, http.client.HTTPException) as exc:
-            reason = _one_line(exc) or type(exc).__name__
-            raise DownloadError(f"cannot download {url}: {reason}") from exc
-        if not chunk:
-            return
-        yield chunk
-
-
-def download(url: str, dest: Path, sha256_prefix: str | None, progress: bool = True) -> str:
-    """Fetch `url` into `dest` atomically, verifying size and sha256 prefix; return the full sha256.
-
-    The body goes to a temporary file beside `dest` that is renamed only when complete and verified,
-    so an interrupted or corrupted download never leaves a file that looks cached.
-    """
-    dest = Path(dest)
-    digest = hashlib.sha256()
-    received = 0
-    with _open_url(url) as response:
-        total = _content_length(response)
-        with atomic_file(dest, overwrite=True) as tmp, tmp.open("wb") as out, tqdm(
-            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
-            disable=not progress, leave=False,
-        ) as bar:
-            for chunk in _stream(response, url):
-                out.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-            if total is not None and received != total:
-                raise DownloadError(f"download of {url} was cut short: got {received} of {total} bytes")
-            _check_prefix(digest.hexdigest(), sha256_prefix, f"download of {url}")
-    return digest.hexdigest()
-
-
-def _check_prefix(sha256: str, prefix: str | None, what: str) -> None:
-    """Raise DownloadError when a file's sha256 does not start with the published prefix."""
-    if prefix and not sha256.startswith(prefix.lower()):
-        raise DownloadError(f"checksum mismatch for {what}: expected sha256 starting {prefix}, got {sha256}")
-
-
-# --------------------------------------------------------------------------- cache
-
-
 def cached_checkpoint(spec: ModelSpec) -> Path | None:
     """The cached official checkpoint of `spec`, verified against its sha256 prefix; None if absent."""
-    path = cache_dir() / spec.checkpoint
-    if not path.is_file():
-        return None
-    prefix = spec.sha256_prefix
-    if prefix:
-        got = sha256_file(path)
-        if not got.startswith(prefix):
-            raise RtmwEdgeError(f"cached checkpoint {path} is corrupted (sha256 {got}, expected it to start "
-                                f"with {prefix}); delete it and run again to download it afresh")
-    return path
+    return verified(cache_dir() / spec.checkpoint, spec.sha256_prefix)
 
 
 def fetch_checkpoint(spec: ModelSpec, progress: bool = True) -> Path:
     """The official checkpoint of `spec` from the cache, downloading it first when absent."""
-    cached = cached_checkpoint(spec)
-    if cached is not None:
-        return cached
-    dest = cache_dir() / spec.checkpoint
-    download(checkpoint_url(spec), dest, spec.sha256_prefix, progress=progress)
-    return dest
+    return fetch(checkpoint_url(spec), cache_dir() / spec.checkpoint, spec.sha256_prefix, progress=progress)
 
 
 # --------------------------------------------------------------------------- checkpoint files
@@ -403,7 +301,7 @@ def _untrained(model: nn.Module, spec: ModelSpec) -> Weights:
 def _load_file(model: nn.Module, path: Path, kind: str, source: str) -> Weights:
     """Load a checkpoint file into `model` and record its sha256."""
     apply_state_dict(model, load_checkpoint(path), str(path))
-    return Weights(kind, source, sha256_file(path))
+    return Weights(kind, source, sha256_of(path))
 
 
 def _load_official(model: nn.Module, spec: ModelSpec, allow_untrained: bool, progress: bool) -> Weights:
@@ -411,7 +309,7 @@ def _load_official(model: nn.Module, spec: ModelSpec, allow_untrained: bool, pro
     try:
         path = fetch_checkpoint(spec, progress=progress)
     except DownloadError as exc:
-        reason = _one_line(exc)
+        reason = one_line(exc)
         if not allow_untrained:
             raise RtmwEdgeError(f"official weights for {spec.name} unavailable ({reason}); pass "
                                 "--weights PATH to use a local checkpoint or --weights untrained") from exc

@@ -1,0 +1,84 @@
+"""Predict on image files: one `predictions.json` for all of them and one `<stem>_pose.jpg` overlay each.
+
+`predictions.json` holds COCO-WholeBody results (read by rtmw_edge.evaluation and xtcocotools) plus `file_name`,
+`box` and `box_score`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.media.inputs import ImageFile
+from rtmw_edge.media.outputs import Outputs, Summary, person_record
+from rtmw_edge.predictor import Predictor
+from rtmw_edge.visualize import draw_persons
+
+PREDICTIONS_FILE = "predictions.json"
+OVERLAY_FORMAT = ".jpg"
+
+
+def image_outputs(images: Sequence[ImageFile], out_dir: Path) -> list[Path]:
+    """The files `predict_images` writes: one overlay per image, then predictions.json."""
+    if not images:
+        return []
+    return [*(out_dir / name for name in _overlay_names([i.path for i in images])), out_dir / PREDICTIONS_FILE]
+
+
+def predict_images(predictor: Predictor, images: Sequence[ImageFile], out_dir: Path, outputs: Outputs,
+                   summary: Summary, kpt_threshold: float, progress: bool) -> None:
+    files = [i.path for i in images]
+    *overlays, predictions = image_outputs(images, out_dir)
+    entries: list[dict] = []
+    unreadable: list[Path] = []
+    with logging_redirect_tqdm():
+        for image_file, image_id, overlay in tqdm(list(zip(images, _image_ids(files), overlays, strict=True)),
+                                                  desc="predict", unit="image", disable=not progress):
+            image = cv2.imread(str(image_file.path), cv2.IMREAD_COLOR)
+            if image is None:
+                if image_file.named:
+                    raise RtmwEdgeError(f"{image_file.path} cannot be read as an image (nor is its suffix a video's)")
+                unreadable.append(image_file.path)
+                continue
+            persons = predictor.predict(image)
+            entries.extend({**person_record(image_id, person), "file_name": image_file.path.name}
+                           for person in persons)
+            jpeg = _jpeg(draw_persons(image, persons, kpt_threshold), overlay)
+            outputs.new_file(overlay).write_bytes(jpeg)
+            summary.images += 1
+            summary.persons += len(persons)
+    if len(unreadable) == len(files):
+        raise RtmwEdgeError(f"none of the {len(files)} image files could be read (such as {unreadable[0]}): "
+                            "nothing to predict")
+    summary.skipped += [f"skipped {path}: cannot be read as an image" for path in unreadable]
+    outputs.new_file(predictions).write_text(json.dumps(entries), encoding="utf-8")
+
+
+def _image_ids(files: Sequence[Path]) -> list[int]:
+    """COCO's ids for files named by them (000000000785.jpg -> 785), else the next id no file name claims."""
+    claimed = {int(f.stem) for f in files if f.stem.isdigit()}
+    free = (i for i in itertools.count(1) if i not in claimed)
+    return [int(f.stem) if f.stem.isdigit() else next(free) for f in files]
+
+
+def _overlay_names(files: Sequence[Path]) -> list[str]:
+    """`<stem>_pose.jpg`; files that share a stem (a.jpg, a.png) keep their suffix in it so none overwrites another."""
+    stems = Counter(f.stem for f in files)
+    return [f"{f.stem}_pose{OVERLAY_FORMAT}" if stems[f.stem] == 1 else f"{f.stem}_{f.suffix[1:]}_pose{OVERLAY_FORMAT}"
+            for f in files]
+
+
+def _jpeg(image: np.ndarray, path: Path) -> bytes:
+    ok, encoded = cv2.imencode(OVERLAY_FORMAT, image)
+    if not ok:
+        raise RtmwEdgeError(f"OpenCV cannot encode {path.name}")
+    return encoded.tobytes()

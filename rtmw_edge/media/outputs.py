@@ -1,0 +1,81 @@
+"""What a predict run leaves: its files (all of them, or none), its per-person records, its one-line summary.
+
+Every output is written to a temporary name and renamed only when the whole run succeeds, so a run that fails
+on its tenth image or its second video leaves nothing behind, not even the --out folder it would have made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.evaluation import to_result_entry
+from rtmw_edge.fileio import atomic_file, check_writable_dir
+from rtmw_edge.predictor import Person
+
+
+@dataclass
+class Summary:
+    """What one run did, for the one-line report."""
+
+    out_dir: Path
+    model: str
+    trained: bool
+    images: int = 0
+    frames: int = 0
+    persons: int = 0
+    skipped: list[str] = field(default_factory=list)  # why each skipped file was skipped, said once the run is done
+
+    def line(self) -> str:
+        done = [f"{self.images} images"] if self.images or not self.frames else []
+        done += [f"{self.frames} frames"] if self.frames else []
+        untrained = "; the model is UNTRAINED: its keypoints are meaningless" if not self.trained else ""
+        return (f"{', '.join(done)}, {self.persons} persons, {len(self.skipped)} skipped -> {self.out_dir} "
+                f"[{self.model}]{untrained}")
+
+
+class Outputs(contextlib.ExitStack):
+    """The run's output files: each `new_*` gives a temporary path; leaving the block renames them all."""
+
+    def __init__(self, planned: Sequence[Path], overwrite: bool) -> None:
+        super().__init__()
+        _refuse_existing(planned, overwrite)
+        self.overwrite = overwrite
+
+    def new_file(self, path: Path) -> Path:
+        return self.enter_context(atomic_file(path, overwrite=self.overwrite))
+
+    def new_video(self, path: Path) -> Path:
+        """A temporary path with `path`'s suffix, since VideoWriter picks the container from it."""
+        return self.enter_context(_atomic_video(path, self.overwrite))
+
+
+def person_record(image_id: int, person: Person) -> dict:
+    """A COCO-WholeBody result entry, plus the person's box so the output says where each person was found."""
+    entry = to_result_entry(image_id, person.keypoints, person.scores, person.score)
+    return {**entry, "box": person.box.tolist(), "box_score": person.box_score}
+
+
+def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
+    """Fail before any work when an output exists or cannot be written, instead of after minutes of inference."""
+    for folder in sorted({p.parent for p in paths}):
+        check_writable_dir(folder)
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more outputs)" if len(existing) > 1 else ""
+        raise RtmwEdgeError(f"{existing[0]} already exists{more}: use --overwrite to replace")
+
+
+@contextlib.contextmanager
+def _atomic_video(path: Path, overwrite: bool) -> Iterator[Path]:
+    with atomic_file(path, overwrite=overwrite) as tmp:
+        scratch = tmp.with_name(tmp.name + path.suffix)
+        try:
+            yield scratch
+            os.replace(scratch, tmp)
+        finally:
+            scratch.unlink(missing_ok=True)

@@ -1,0 +1,62 @@
+"""A pose artifact of a few bytes that runs in ONNX Runtime in microseconds: for tests about everything but the net."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rtmw_edge import topdown
+from rtmw_edge.artifact import ArtifactMeta, write_metadata
+from rtmw_edge.keypoints import NUM_KEYPOINTS, layout_metadata
+
+
+def constant_artifact(folder: Path, value: float, input_hw: tuple[int, int] = (16, 12)) -> Path:
+    """A pose artifact whose SimCC outputs are all `value` whatever the input (what a broken INT8 model gives)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    folder.mkdir()
+    nodes = [helper.make_node("ReduceSum", ["input", "axes"], ["total"], keepdims=1),
+             helper.make_node("Reshape", ["total", "column"], ["per_image"]),
+             helper.make_node("Mul", ["per_image", "zero"], ["nothing"])]
+    inits = [numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes"),
+             numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "column"),
+             numpy_helper.from_array(np.zeros((), np.float32), "zero")]
+    outputs = []
+    for name, size in (("simcc_x", input_hw[1] * 2), ("simcc_y", input_hw[0] * 2)):
+        inits.append(numpy_helper.from_array(np.full((NUM_KEYPOINTS, size), value, np.float32), f"{name}_value"))
+        nodes.append(helper.make_node("Add", ["nothing", f"{name}_value"], [name]))
+        outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", NUM_KEYPOINTS, size]))
+    graph = helper.make_graph(
+        nodes, "constant", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, *input_hw])],
+        outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    (folder / "constant.onnx").write_bytes(model.SerializeToString())
+    write_metadata(folder, ArtifactMeta(
+        kind="pose", model="constant", backend="onnxruntime", precision="int8", main_file="constant.onnx", files={},
+        input_name="input", output_names=["simcc_x", "simcc_y"], input_hw=list(input_hw),
+        weights={"kind": "untrained"}, trained=False,
+        preprocessing={"channel_order": "RGB", "mean": list(topdown.MEAN_RGB), "std": list(topdown.STD_RGB),
+                       "padding": topdown.PADDING},
+        decoding={"codec": "simcc", "split_ratio": 2.0}, keypoints=layout_metadata()))
+    return folder
+
+
+def constant_detector(path: Path, input_hw: tuple[int, int] = (32, 32)) -> Path:
+    """An mmdeploy-layout detector ONNX (dets [1,1,5], labels [1,1]) that finds one person filling its input."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    box = np.array([[[0, 0, input_hw[1], input_hw[0], 0.9]]], np.float32)
+    nodes = [helper.make_node("ReduceSum", ["input"], ["total"], keepdims=0),
+             helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+             helper.make_node("Add", ["nothing", "box"], ["dets"]),
+             helper.make_node("Identity", ["label"], ["labels"])]
+    inits = [numpy_helper.from_array(np.zeros((), np.float32), "zero"), numpy_helper.from_array(box, "box"),
+             numpy_helper.from_array(np.zeros((1, 1), np.int64), "label")]
+    graph = helper.make_graph(
+        nodes, "constant_detector", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, *input_hw])],
+        [helper.make_tensor_value_info("dets", TensorProto.FLOAT, [1, 1, 5]),
+         helper.make_tensor_value_info("labels", TensorProto.INT64, [1, 1])], inits)
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+                     .SerializeToString())
+    return path

@@ -25,7 +25,10 @@ def atomic_file(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
         tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes it private; the result should read like any new file
         try:
             yield tmp_path
-            os.replace(tmp_path, path)
+            if overwrite:
+                os.replace(tmp_path, path)
+            else:
+                _link_new(tmp_path, path)
         finally:
             tmp_path.unlink(missing_ok=True)
 
@@ -44,15 +47,42 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
         tmp.chmod(0o777 & ~_umask())
         try:
             yield tmp
-            if path.exists():
+            if path.exists() and overwrite:
                 old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
                 os.replace(path, old / "previous")
                 os.replace(tmp, path)
                 shutil.rmtree(old, ignore_errors=True)
             else:
-                os.replace(tmp, path)
+                _rename_new(tmp, path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _appeared(path: Path) -> RtmwEdgeError:
+    return RtmwEdgeError(f"{path} appeared while this run was writing it (another run?): left as it is; "
+                         "use --overwrite to replace it")
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Publish `tmp` as `path` only if nothing is there yet: a hard link never replaces a file."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError as exc:
+        raise _appeared(path) from exc
+    except OSError:  # a file system without hard links (FAT): check, then rename
+        if path.exists():
+            raise _appeared(path) from None
+        os.replace(tmp, path)
+
+
+def _rename_new(tmp: Path, path: Path) -> None:
+    """Publish folder `tmp` as `path` only if nothing is there yet (rename fails onto a non-empty folder)."""
+    if path.exists():
+        raise _appeared(path)
+    try:
+        os.rename(tmp, path)
+    except OSError as exc:
+        raise _appeared(path) from exc
 
 
 def ensure_writable_dir(path: str | os.PathLike) -> Path:

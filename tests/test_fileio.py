@@ -60,3 +60,19 @@ def test_check_writable_dir_creates_nothing_and_refuses_a_file_on_the_way(tmp_pa
     (tmp_path / "file").write_text("")
     with pytest.raises(RtmwEdgeError, match=r"file is not a folder"):
         check_writable_dir(tmp_path / "file" / "out")
+
+
+def test_a_folder_that_appears_while_writing_is_kept_and_the_run_fails(tmp_path: Path) -> None:
+    """Two runs without --overwrite: the one that finishes second fails instead of replacing the first's."""
+    target = tmp_path / "artifact"
+    with pytest.raises(RtmwEdgeError, match="appeared while this run was writing"), atomic_dir(target) as tmp:
+        (tmp / "model.onnx").write_text("second")
+        target.mkdir()
+        (target / "model.onnx").write_text("first")
+    assert (target / "model.onnx").read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["artifact"]
+    file = tmp_path / "predictions.json"
+    with pytest.raises(RtmwEdgeError, match="appeared while this run was writing"), atomic_file(file) as tmp:
+        tmp.write_text("second")
+        file.write_text("first")
+    assert file.read_text() == "first" and sorted(p.name for p in tmp_path.iterdir()) == ["artifact", file.name]

@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 _API: dict[str, str] = {
     "Predictor": "rtmw_edge.predictor",
     "Person": "rtmw_edge.predictor",
+    "PoseStream": "rtmw_edge.video",
     "Detector": "rtmw_edge.detector",
     "export": "rtmw_edge.export",
     "Exported": "rtmw_edge.export",

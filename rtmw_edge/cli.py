@@ -38,16 +38,17 @@ def _export(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from rtmw_edge.media.predict import predict_inputs
-    from rtmw_edge.media.video import quiet_ffmpeg
+    from rtmw_edge.media.video import StreamOptions, quiet_ffmpeg
     from rtmw_edge.predictor import Predictor
 
     quiet_ffmpeg()
+    video = StreamOptions(det_every=args.det_every, track=args.track, smooth=args.smooth, show=args.show)
     predictor = Predictor(args.model, detector=args.detector, threads=args.threads, device=args.device,
                           flip_test=args.flip_test)
     summary = predict_inputs(predictor, args.inputs, args.out, kpt_threshold=args.kpt_threshold,
-                             overwrite=args.overwrite, progress=sys.stderr.isatty())
+                             overwrite=args.overwrite, progress=sys.stderr.isatty(), video=video)
     print(f"rtmw-edge predict: {summary.line()}")
-    return 0
+    return 130 if summary.cut_short else 0
 
 
 def _quantize(args: argparse.Namespace) -> int:
@@ -81,8 +82,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     run = run_bench(args.artifacts, BenchSettings(
         threads=args.threads, batch=args.batch, runs=args.runs, eval_json=args.eval, detector=args.detector,
-        baseline=args.baseline, device_profile=args.device_profile, label=args.label, out=args.out,
-        overwrite=args.overwrite))
+        video=args.video, det_every=args.det_every, baseline=args.baseline, device_profile=args.device_profile,
+        label=args.label, out=args.out, overwrite=args.overwrite))
     print(run.table)
     for skipped in run.results.skipped:
         print(f"not run: {skipped.name}: {skipped.reason}", file=sys.stderr)
@@ -145,6 +146,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="device for the backend: " + "; ".join(
         f"{b.name}: {', '.join(b.devices)}" for b in BACKENDS.values()) + " (default: the first)")
     p.add_argument("--kpt-threshold", type=float, default=0.3, help="overlays hide keypoints scoring below this")
+    p.add_argument("--det-every", type=int, default=1, metavar="N",
+                   help="videos and cameras: the detector on one frame in N; in between each person's box follows "
+                        "its keypoints (default 1: every frame)")
+    p.add_argument("--track", action="store_true",
+                   help="videos and cameras: a stable id per person (box IoU and keypoint OKS), drawn in its colour")
+    p.add_argument("--smooth", action="store_true",
+                   help="videos and cameras: One-Euro filter on each person's keypoints (mmpose's parameters)")
+    p.add_argument("--show", action="store_true", help="videos and cameras: a live window (q or Esc stops)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
@@ -186,6 +195,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, help="interleaved timing rounds after warm-up (default: the profile's, else 20)")
     p.add_argument("--eval", help="COCO-WholeBody JSON: measure AP on it (default: the quantization record's figures)")
     p.add_argument("--detector", help="person detector (artifact or model file): adds end-to-end ms per frame")
+    p.add_argument("--video", help="a video file (needs --detector): adds frames per second over it, end to end "
+                                   "(decoding, detector, pose, tracking, smoothing)")
+    p.add_argument("--det-every", type=int, default=1, metavar="N",
+                   help="with --video: the detector on one frame in N, as `predict --det-every` (default 1)")
     p.add_argument("--baseline", help="artifact name or folder that speed-ups are against "
                                       f"(default: the first FP32 {REFERENCE_BACKEND} artifact)")
     p.add_argument("--device-profile", help="raspberry-pi, jetson, intel-cpu, or a profile.toml: backends, "

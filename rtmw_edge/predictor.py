@@ -45,12 +45,16 @@ _BOX_PROBLEMS: dict[str, Callable[[np.ndarray, tuple[int, int]], np.ndarray]] = 
 
 @dataclass(frozen=True)
 class Person:
-    """One person: 133 keypoints in image pixels with their SimCC scores, and the box they were found in."""
+    """One person: 133 keypoints in image pixels with their SimCC scores, and the box they were found in.
+
+    `track_id` is set by a tracking `rtmw_edge.video.PoseStream` (the same person keeps it across frames).
+    """
 
     keypoints: np.ndarray = field(repr=False)  # [133, 2] float32, x, y
     scores: np.ndarray = field(repr=False)  # [133] float32, raw SimCC confidence (min of the two axis maxima)
     box: np.ndarray  # [4] float32, x1, y1, x2, y2
     box_score: float
+    track_id: int | None = None
 
     def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(keypoints, scores) of one part of keypoints.PARTS."""

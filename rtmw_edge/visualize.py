@@ -1,4 +1,5 @@
-"""Overlay persons on an image: box, skeleton and keypoints coloured by body part, unsure points left out."""
+"""Overlay persons on an image: box, skeleton and keypoints coloured by body part, unsure points left out; a tracked
+person's box and id in a colour of its own."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ PART_COLORS: dict[str, tuple[int, int, int]] = {
     "right_hand": (255, 0, 255),
 }
 BOX_COLOR = (0, 255, 255)
+GOLDEN = 0.618033988749895  # consecutive ids get hues far apart
 # sizes grow with the image's long side so that overlays stay readable on small and large images alike
 RADIUS_PER_PIXEL = 1 / 400
 LINE_PER_PIXEL = 1 / 600
@@ -38,9 +40,24 @@ def draw_persons(image_bgr: np.ndarray, persons: Sequence[Person], kpt_threshold
     return canvas
 
 
+def track_color(track_id: int) -> tuple[int, int, int]:
+    """A bright BGR colour for an id: the same id always gets the same one, neighbours very different ones."""
+    hue = round((track_id * GOLDEN) % 1.0 * 179)
+    pixel = cv2.cvtColor(np.array([[[hue, 220, 255]]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
+    return int(pixel[0]), int(pixel[1]), int(pixel[2])
+
+
 def _draw_person(canvas: np.ndarray, person: Person, kpt_threshold: float, radius: int, line: int) -> None:
     x1, y1, x2, y2 = np.rint(person.box).astype(int).tolist()
-    cv2.rectangle(canvas, (x1, y1), (x2, y2), BOX_COLOR, line, cv2.LINE_AA)
+    color = BOX_COLOR if person.track_id is None else track_color(person.track_id)
+    cv2.rectangle(canvas, (x1, y1), (x2, y2), color, line, cv2.LINE_AA)
+    if person.track_id is not None:  # the id in black on a tab of its colour, at the box's top left corner
+        text, scale = str(person.track_id), 0.4 + 0.2 * line
+        (width, height), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, line)
+        top = max(y1, 0)
+        cv2.rectangle(canvas, (x1, top), (x1 + width + 2 * line, top + height + base + line), color, -1)
+        cv2.putText(canvas, text, (x1 + line, top + height + line), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                    line, cv2.LINE_AA)
     points = [tuple(p) for p in np.rint(person.keypoints).astype(int).tolist()]
     shown = person.scores > kpt_threshold
     for part, links in SKELETON.items():

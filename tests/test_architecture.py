@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("artifact", "model", "topdown", "profiles"),
     ("detector", "evaluation"),
     ("predictor", "export", "visualize"),
-    ("quantization", "bench", "media"),
+    ("quantization", "bench", "media", "video"),
     ("cli",),
 )
 

@@ -104,7 +104,7 @@ def test_results_json_holds_the_machine_the_settings_and_every_figure(two_device
 def test_results_json_reads_back_into_equal_dataclasses_and_the_same_text(two_devices, tmp_path):
     path = two_devices[0] / "results.json"
     results = read_results(path)
-    assert json.loads(path.read_text())["format"] == FORMAT == "rtmw-edge-bench/2"
+    assert json.loads(path.read_text())["format"] == FORMAT == "rtmw-edge-bench/3"
     assert results.to_json() == path.read_text()
     copy = tmp_path / "results.json"
     copy.write_text(results.to_json())
@@ -260,9 +260,9 @@ def test_a_failed_bench_is_one_line_and_leaves_no_output_folder(what, exports, t
 
 
 @pytest.mark.parametrize(("what", "content", "says"), [
-    ("foreign JSON", {"accuracy": {}}, "not a results.json written by rtmw-edge bench (rtmw-edge-bench/2)"),
+    ("foreign JSON", {"accuracy": {}}, "not a results.json written by rtmw-edge bench (rtmw-edge-bench/3)"),
     ("older version", {"format": "rtmw-edge-bench/1", "label": "x"}, "from another rtmw-edge version"),
-    ("damaged", {"format": "rtmw-edge-bench/2", "label": "x"}, "damaged results.json"),
+    ("damaged", {"format": "rtmw-edge-bench/3", "label": "x"}, "damaged results.json"),
     ("a list", [1, 2], "not a results.json written by rtmw-edge bench"),
     ("not JSON", "{", "is not JSON"),
 ])

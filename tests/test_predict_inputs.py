@@ -128,7 +128,7 @@ def test_a_video_gives_an_annotated_mp4_and_one_json_line_per_frame(predict, pho
     lines = (tmp_path / "out" / "clip_frames.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert [(r["frame"], len(r["persons"])) for r in records] == [(0, 1), (1, 1), (2, 1)]
-    assert len(records[0]["persons"][0]["keypoints"]) == 17 * 3
+    assert len(records[0]["persons"][0]["keypoints"]) == 133 and records[0]["persons"][0]["track_id"] is None
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_frames.jsonl", "clip_pose.mp4"]
 
 

@@ -13,6 +13,23 @@ from rtmw_edge.keypoints import NUM_KEYPOINTS, layout_metadata
 
 def constant_artifact(folder: Path, value: float, input_hw: tuple[int, int] = (16, 12)) -> Path:
     """A pose artifact whose SimCC outputs are all `value` whatever the input (what a broken INT8 model gives)."""
+    return fixed_output_artifact(folder, np.full((NUM_KEYPOINTS, input_hw[1] * 2), value, np.float32),
+                                 np.full((NUM_KEYPOINTS, input_hw[0] * 2), value, np.float32), input_hw)
+
+
+def pattern_artifact(folder: Path, seed: int = 0, input_hw: tuple[int, int] = (16, 12)) -> Path:
+    """An untrained pose network's stand-in: fixed random SimCC logits whatever the input, as untrained RTMW's
+    nearly are. Its keypoints sit at fixed places of each crop (so they move with the box they were found in),
+    spread over the whole crop, with scores from 0 to 1."""
+    rng = np.random.default_rng(seed)
+    peak = rng.uniform(0, 1, (NUM_KEYPOINTS, 1))  # each keypoint's score
+    return fixed_output_artifact(folder, peak * rng.uniform(0, 1, (NUM_KEYPOINTS, input_hw[1] * 2)),
+                                 peak * rng.uniform(0, 1, (NUM_KEYPOINTS, input_hw[0] * 2)), input_hw)
+
+
+def fixed_output_artifact(folder: Path, simcc_x: np.ndarray, simcc_y: np.ndarray, input_hw: tuple[int, int]) -> Path:
+    """A pose artifact (ONNX Runtime, microseconds per crop) whose SimCC outputs are these [133, 2W] and [133, 2H]
+    logits for every crop."""
     from onnx import TensorProto, helper, numpy_helper
 
     folder.mkdir()
@@ -23,8 +40,9 @@ def constant_artifact(folder: Path, value: float, input_hw: tuple[int, int] = (1
              numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "column"),
              numpy_helper.from_array(np.zeros((), np.float32), "zero")]
     outputs = []
-    for name, size in (("simcc_x", input_hw[1] * 2), ("simcc_y", input_hw[0] * 2)):
-        inits.append(numpy_helper.from_array(np.full((NUM_KEYPOINTS, size), value, np.float32), f"{name}_value"))
+    for name, logits in (("simcc_x", simcc_x), ("simcc_y", simcc_y)):
+        size = logits.shape[1]
+        inits.append(numpy_helper.from_array(np.asarray(logits, np.float32), f"{name}_value"))
         nodes.append(helper.make_node("Add", ["nothing", f"{name}_value"], [name]))
         outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", NUM_KEYPOINTS, size]))
     graph = helper.make_graph(

@@ -18,9 +18,11 @@ from rtmw_edge.bench.results import (
     RunSettings,
     Skipped,
     Speedup,
+    Video,
+    VideoFps,
     read_results,
 )
 from rtmw_edge.bench.run import BenchRun, BenchSettings, run_bench
 
 __all__ = ["FORMAT", "Accuracy", "BenchResults", "BenchRun", "BenchSettings", "Figures", "Frame", "Latency",
-           "RunSettings", "Skipped", "Speedup", "merge_results", "read_results", "run_bench"]
+           "RunSettings", "Skipped", "Speedup", "Video", "VideoFps", "merge_results", "read_results", "run_bench"]

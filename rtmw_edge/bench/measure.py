@@ -1,4 +1,5 @@
-"""Timing every artifact in interleaved rounds, and loading each in a fresh process for its start-up cost."""
+"""Timing every artifact in interleaved rounds (the network, a frame, a whole video), and loading each in a fresh
+process for its start-up cost."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from rtmw_edge.bench.timing import interleaved_latency
+from rtmw_edge.detector import Detector
 from rtmw_edge.predictor import Predictor
+from rtmw_edge.video import FrameReader, PoseStream
 
 WARMUP = 2
+VIDEO_ROUNDS = 3  # passes over the whole video per artifact: each is many frames, so few are needed
 
 
 def measure_latency(predictors: Mapping[str, Predictor], batch: int, runs: int, warmup: int = WARMUP,
@@ -36,6 +40,27 @@ def measure_latency(predictors: Mapping[str, Predictor], batch: int, runs: int, 
     for (name, what), seconds in times.items():
         out[name][what] = seconds
     return out
+
+
+def measure_video(predictors: Mapping[str, Predictor], video: Path, detector: Detector, det_every: int,
+                  rounds: int = VIDEO_ROUNDS, progress: bool = False) -> tuple[int, dict[str, np.ndarray]]:
+    """Frames in `video`, and each artifact's seconds per pass over it as `predict VIDEO --det-every N --track
+    --smooth` runs it (decoding on its thread, detector, pose, tracking, smoothing; not drawing or writing),
+    passes interleaved across artifacts. The predictors are warm: measure_latency ran them first."""
+    counts: dict[str, int] = {}
+
+    def one_pass(name: str, predictor: Predictor) -> None:
+        stream = PoseStream(predictor, det_every=det_every, track=True, smooth=True, detector=detector)
+        frames = 0
+        with FrameReader(video) as reader:
+            for frame in reader:
+                stream(frame.image, frame.index)
+                frames += 1
+        counts[name] = frames
+
+    passes = {name: lambda n=name, p=predictor: one_pass(n, p) for name, predictor in predictors.items()}
+    seconds = interleaved_latency(passes, runs=rounds, warmup=0, progress=progress)
+    return min(counts.values()), seconds
 
 
 def _crops(predictor: Predictor, size: int) -> np.ndarray:

@@ -18,7 +18,8 @@ def table_rows(results: BenchResults) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the one table: one row per artifact, every figure a reader compares."""
     s = results.settings
     header = ["artifact", "backend", "precision", "size MB", "load s", "mem MB", "p50 ms", "p90 ms", "p99 ms",
-              f"ms/crop @b{s.batch}", f"speed-up [{s.interval:.0%} CI]", "whole-body AP", "e2e ms/frame"]
+              f"ms/crop @b{s.batch}", f"speed-up [{s.interval:.0%} CI]", "whole-body AP", "e2e ms/frame",
+              "video fps" + (f" (det every {s.video.det_every})" if s.video else "")]
     rows = []
     for a in results.artifacts:
         one, many, ratio = a.latency_ms[1], a.latency_ms[s.batch], a.speedup
@@ -27,7 +28,8 @@ def table_rows(results: BenchResults) -> tuple[list[str], list[list[str]]]:
         rows.append([a.name + ("" if a.trained else " (untrained)"), a.backend, a.precision,
                      f"{a.size_mb:.1f}", f"{a.load_s:.2f}", "n/a" if a.mem_mb is None else f"{a.mem_mb:.0f}",
                      f"{one.p50:.1f}", f"{one.p90:.1f}", f"{one.p99:.1f}", f"{many.p50:.1f}", speed,
-                     _accuracy_cell(a.accuracy), f"{a.e2e_ms.p50:.1f}" if a.e2e_ms else "-"])
+                     _accuracy_cell(a.accuracy), f"{a.e2e_ms.p50:.1f}" if a.e2e_ms else "-",
+                     f"{a.video_fps.p50:.1f}" if a.video_fps else "-"])
     return header, rows
 
 
@@ -76,6 +78,12 @@ def _notes(results: BenchResults) -> list[str]:
         f = s.frame
         notes.append(f"e2e ms/frame: detector {f.detector} + the pose batch of the {f.persons} person(s) it "
                      f"finds on {f.image} ({f.width}x{f.height}), median per frame.")
+    if s.video:
+        v = s.video
+        notes.append(f"video fps: frames per second over {v.file} ({v.frames} frames, {v.width}x{v.height}), end "
+                     f"to end: decoding on its own thread, detector {v.detector} on one frame in {v.det_every}, the "
+                     f"pose batch, tracking and smoothing; the median of {v.rounds} passes interleaved across "
+                     "artifacts.")
     if any(not a.trained for a in results.artifacts):
         notes.append("UNTRAINED weights: AP and agreement say nothing about the real model's accuracy; size, memory "
                      "and latency are representative (they do not depend on the weights).")

@@ -16,7 +16,7 @@ from rtmw_edge.bench.timing import percentiles_ms
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.machine import Machine
 
-FORMAT = "rtmw-edge-bench/2"
+FORMAT = "rtmw-edge-bench/3"
 RESULTS_FILE = "results.json"
 METRICS = ("ap", "agreement")  # AP against ground truth; INT8's agreement (OKS AP) with FP32's own predictions
 
@@ -75,6 +75,21 @@ class Figures:
     speedup: Speedup
     accuracy: Accuracy
     e2e_ms: Latency | None  # per frame, detector + pose; None without --detector
+    video_fps: VideoFps | None  # frames per second over --video; None without it
+
+
+@dataclass(frozen=True)
+class VideoFps:
+    """Frames per second over the whole video, end to end (decoding, detector every N frames, pose, tracking,
+    smoothing): the median over the interleaved passes, and each pass."""
+
+    p50: float
+    runs: tuple[float, ...]  # in round order
+
+    @classmethod
+    def of(cls, frames: int, seconds: np.ndarray) -> VideoFps:
+        fps = frames / np.asarray(seconds, np.float64)
+        return cls(float(np.median(fps)), tuple(round(float(f), 3) for f in fps))
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,19 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class Video:
+    """The video the frames per second are measured on, and how."""
+
+    file: str
+    width: int
+    height: int
+    frames: int
+    det_every: int  # the detector on one frame in this many
+    rounds: int  # passes over the whole video per artifact, interleaved
+    detector: str
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """The settings a run used, every default resolved."""
 
@@ -99,6 +127,7 @@ class RunSettings:
     eval: str | None
     detector: str | None
     frame: Frame | None
+    video: Video | None
     device_profile: str | None
     baseline: str  # name of the artifact the speed-ups are against
     interval: float  # level of the speed-up's bootstrap interval
@@ -156,7 +185,8 @@ def _results(d: dict) -> BenchResults:
     m, s = d["machine"], d["settings"]
     machine = Machine(**{**m, "isa": tuple(m["isa"]), "flags": tuple(m["flags"]), "libraries": dict(m["libraries"])})
     frame = Frame(**s["frame"]) if s["frame"] is not None else None
-    settings = RunSettings(**{**s, "frame": frame})
+    video = Video(**s["video"]) if s["video"] is not None else None
+    settings = RunSettings(**{**s, "frame": frame, "video": video})
     artifacts = tuple(_figures(a) for a in d["artifacts"])
     for a in artifacts:
         if {1, settings.batch} - set(a.latency_ms):
@@ -171,7 +201,9 @@ def _figures(a: dict) -> Figures:
     return Figures(**{**a, "options": dict(a["options"]),
                       "latency_ms": {int(batch): _latency(x) for batch, x in a["latency_ms"].items()},
                       "speedup": Speedup(**a["speedup"]), "accuracy": Accuracy(**a["accuracy"]),
-                      "e2e_ms": _latency(a["e2e_ms"]) if a["e2e_ms"] is not None else None})
+                      "e2e_ms": _latency(a["e2e_ms"]) if a["e2e_ms"] is not None else None,
+                      "video_fps": VideoFps(**{**a["video_fps"], "runs": tuple(a["video_fps"]["runs"])})
+                      if a["video_fps"] is not None else None})
 
 
 def _latency(x: dict) -> Latency:

@@ -29,12 +29,15 @@ class Summary:
     frames: int = 0
     persons: int = 0
     skipped: list[str] = field(default_factory=list)  # why each skipped file was skipped, said once the run is done
+    stopped: str | None = None  # what ended a video or camera early (Ctrl-C), its outputs kept
+    cut_short: bool = False  # a stop left a video file, or inputs after it, undone
 
     def line(self) -> str:
         done = [f"{self.images} images"] if self.images or not self.frames else []
         done += [f"{self.frames} frames"] if self.frames else []
+        stopped = f" ({self.stopped}; the outputs hold the frames done)" if self.stopped else ""
         untrained = "; the model is UNTRAINED: its keypoints are meaningless" if not self.trained else ""
-        return (f"{', '.join(done)}, {self.persons} persons, {len(self.skipped)} skipped -> {self.out_dir} "
+        return (f"{', '.join(done)}, {self.persons} persons, {len(self.skipped)} skipped{stopped} -> {self.out_dir} "
                 f"[{self.model}]{untrained}")
 
 

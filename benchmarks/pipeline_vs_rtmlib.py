@@ -27,7 +27,7 @@ import onnxruntime as ort
 
 from rtmw_edge.artifact import load_artifact
 from rtmw_edge.bench.timing import interleaved_latency, speedup
-from rtmw_edge.export import export_model
+from rtmw_edge.exporter import export_model
 from rtmw_edge.machine import cpu_name
 from rtmw_edge.predictor import Predictor
 from rtmw_edge.quantization import quantize

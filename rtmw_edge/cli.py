@@ -28,7 +28,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from rtmw_edge.export import export, print_report
+    from rtmw_edge.exporter import export, print_report
 
     done = export(args.detector or args.model, args.backend, args.precision, weights=args.weights, out=args.out,
                   allow_untrained=args.allow_untrained, overwrite=args.overwrite)

@@ -38,7 +38,7 @@ RUNS = 3
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One folder holding an ONNX and an OpenVINO FP32 artifact, as `rtmw-edge export` leaves them."""
-    from rtmw_edge.export import export_model
+    from rtmw_edge.exporter import export_model
 
     folder = tmp_path_factory.mktemp("exports")
     for fmt in ("onnx", "openvino"):

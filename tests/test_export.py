@@ -15,7 +15,7 @@ from rtmw_edge.artifact import METADATA_FILE, load_artifact
 from rtmw_edge.backends import get_backend, open_runner
 from rtmw_edge.backends.base import Tolerance
 from rtmw_edge.errors import RtmwEdgeError
-from rtmw_edge.export import compare_logits, export_detector, export_model
+from rtmw_edge.exporter import compare_logits, export_detector, export_model
 from rtmw_edge.model import build_model, get_spec
 from rtmw_edge.model.weights import load_weights
 from rtmw_edge.quantization.groups import LAYER_GROUPS, names_in

@@ -24,7 +24,7 @@ from rtmw_edge.backends.base import Tolerance
 from rtmw_edge.detector import box_iou
 from rtmw_edge.errors import MissingExtraError, RtmwEdgeError
 from rtmw_edge.evaluation import evaluate, load_ground_truth, load_results
-from rtmw_edge.export import export_detector, export_model
+from rtmw_edge.exporter import export_detector, export_model
 from rtmw_edge.keypoints import NUM_KEYPOINTS
 from rtmw_edge.predictor import Person, Predictor
 from rtmw_edge.visualize import BOX_COLOR, PART_COLORS, draw_persons

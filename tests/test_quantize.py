@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 from oracle import MINI_DIR, MODELS_DIR, need, oracle_npz, oracle_state_dict
-from rtmw_edge.convert import backend_of
 
-from rtmw_edge import export
 from rtmw_edge.artifact import load_artifact
+from rtmw_edge.backends import get_backend
+from rtmw_edge.backends.base import Tolerance
 from rtmw_edge.cli import main
 from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.exporter import export_model
 from rtmw_edge.predictor import Predictor
 from rtmw_edge.quantization import QuantizeResult, quantize
 from rtmw_edge.quantization.gate import Budget, judge
@@ -142,14 +143,14 @@ def test_onnxruntime_quantize_is_byte_identical_for_the_same_inputs_and_keeps_th
     record = read_record(folder)
     assert record.artifacts.int8.size_mb <= 0.30 * record.artifacts.fp32.size_mb
     assert record.recipe["quantizer"]["activation_type"] == "quint8"
-    first, second = (f / "rtmw-m-256x192-onnx-int8" / "rtmw-m-256x192.onnx" for _, f in runs)
+    first, second = (f / "rtmw-m-256x192-onnxruntime-int8" / "rtmw-m-256x192.onnx" for _, f in runs)
     assert first.read_bytes() == second.read_bytes()
     # the fused scheme loses ~30-50 AP on RTMDet-nano; the recipe's detector override keeps outputs float
     detector = record.detector
     assert detector.quantizer["quantize_outputs"] is False and record.verdicts["detector"].passed is True
     assert detector.box_ap.fp32 - detector.box_ap.int8 <= 0.010 and detector.box_ap.fp32 > 0.5
     assert detector.latency_ms.int8 > 0
-    assert_runs_in_the_predictor(folder, "onnx")
+    assert_runs_in_the_predictor(folder, "onnxruntime")
 
 
 def test_ncnn_quantize_writes_a_stock_ncnn_int8_model_and_layer_search_keeps_the_detector(tmp_path):
@@ -177,9 +178,8 @@ def oracle_source(tmp_path: Path, fmt: str) -> Path:
     # the oracle's seeded weights amplify float32 rounding past the untrained-weights export limit (see
     # test_predictor): relax it for making the FP32 source only
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(export.TOLERANCES, ("pose", backend_of(fmt), "fp32"), export.Tolerance(0.1, 1.0))
-        return export.export_model("rtmw-m", fmt, weights=str(checkpoint), out_dir=tmp_path,
-                                   progress=False)[0].folder
+        patch.setitem(get_backend(fmt).tolerances, ("pose", "fp32"), Tolerance(0.1, 1.0))
+        return export_model("rtmw-m", fmt, weights=str(checkpoint), out_dir=tmp_path, progress=False)[0].folder
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def quantize_to_fail(tmp_path: Path, source: Path, backend: str, fmt: str,
     code = main(["quantize", "--backend", backend, "--source", str(source), "--recipe", str(recipe),
                  "--max-drop", "0", "0", "--out", str(tmp_path / "q")])
     folder = tmp_path / "q" / f"rtmw-m-256x192-{backend}"
-    assert load_artifact(folder / f"rtmw-m-256x192-{fmt}-int8").meta.quantization["gate"] == "FAIL"
+    assert load_artifact(folder / f"rtmw-m-256x192-{backend}-int8").meta.quantization["gate"] == "FAIL"
     return code, read_record(folder)
 
 

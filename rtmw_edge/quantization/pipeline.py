@@ -25,7 +25,7 @@ from rtmw_edge.detector import Detector, open_detector
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.evaluation.boxes import detector_ap
 from rtmw_edge.evaluation.ground_truth import GroundTruthSet
-from rtmw_edge.export import artifact_dir, export_detector, export_model
+from rtmw_edge.exporter import artifact_dir, export_detector, export_model
 from rtmw_edge.fileio import atomic_dir
 from rtmw_edge.machine import ISA_FLAGS, cpu_flags, cpu_name, has_vnni, tool_versions
 from rtmw_edge.model import get_spec

@@ -84,7 +84,7 @@ class _Job:
     progress: bool
 
 
-def quantize(model: str | Path = "rtmw-m", backend: str = "openvino", calibration: str | Path | None = None, *,
+def quantize(model: str | Path, backend: str, calibration: str | Path | None = None, *,
              calibration_images: str | Path | None = None, evaluation: str | Path | None = None,
              evaluation_images: str | Path | None = None, weights: str = "auto", allow_untrained: bool = False,
              detector: str | Path | None = None, recipe: str | Path | None = None,

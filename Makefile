@@ -14,7 +14,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e '.[dev]'
+	# setuptools announces "Editable installation" (a notice, not a problem) because quantize/, calib_data/ and
+	# runtimes/ are mapped into the package; only that notice is silenced.
+	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -q -e '.[dev]'
 	# xtcocotools, the reference COCO-WholeBody evaluator: its wheel is built for numpy 1, so build it here.
 	$(PIP) install -q --no-deps --no-build-isolation --no-binary xtcocotools xtcocotools==1.14.3
 	touch $@

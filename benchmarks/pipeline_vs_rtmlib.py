@@ -2,7 +2,7 @@
 
 The baseline is written here, not imported: per box, its own simple preprocessing (centre and scale padded 1.25,
 an affine warp to the input, BGR->RGB, (x - mean) / std in float64 as numpy promotes it), one ONNX Runtime call
-per person, SimCC argmax. Ours: the INT8 artifact (default: OpenVINO INT8 made by `run_quantize` with untrained
+per person, SimCC argmax. Ours: the INT8 artifact (default: OpenVINO INT8 made by `quantize()` with untrained
 weights in a temporary folder), every person of the frame in one batch through `Predictor`; and, to show where
 the gain comes from, our Predictor on the baseline's own FP32 ONNX. Same model (rtmw-m), same frame, same
 ground-truth boxes (no detector), same thread count; the three run interleaved, round after round.
@@ -27,10 +27,10 @@ import onnxruntime as ort
 
 from rtmw_edge.artifact import load_artifact
 from rtmw_edge.bench.timing import interleaved_latency, speedup
-from rtmw_edge.export import export_model
+from rtmw_edge.exporter import export_model
 from rtmw_edge.machine import cpu_name
 from rtmw_edge.predictor import Predictor
-from rtmw_edge.quantization.pipeline import QuantizeRequest, run_quantize
+from rtmw_edge.quantization import quantize
 from rtmw_edge.table import format_table
 
 MINI_GT = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-wholebody-mini" / "example_wholebody_val.json"
@@ -88,10 +88,10 @@ def default_artifacts(scratch: Path, threads: int) -> tuple[Path, Path]:
     """Untrained OpenVINO INT8 (through the quantize pipeline) and the FP32 ONNX of the same weights."""
     recipe = scratch / "quick.toml"
     recipe.write_text(QUICK_RECIPE)
-    outcome = run_quantize(QuantizeRequest(backend="openvino", weights="untrained", out=str(scratch / "q"),
-                                           recipe=str(recipe), threads=threads, progress=False))
+    result = quantize("rtmw-m", "openvino", weights="untrained", recipe=recipe, out=scratch / "q", threads=threads,
+                      progress=False)
     onnx = export_model("rtmw-m", "onnx", "fp32", weights="untrained", out_dir=scratch / "onnx", progress=False)[0]
-    return outcome.folder / "rtmw-m-256x192-openvino-int8", onnx.folder
+    return result.int8.folder, onnx.folder
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from rtmw_edge import topdown
-from rtmw_edge.export import export_model
+from rtmw_edge.exporter import export_model
 from rtmw_edge.predictor import Predictor
 
 IMAGE_HW = (480, 640)

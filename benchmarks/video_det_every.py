@@ -27,14 +27,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rtmw_edge.artifact import METADATA_FILE
+from rtmw_edge import export, quantize
 from rtmw_edge.bench.timing import interleaved_latency, speedup
 from rtmw_edge.detector import open_detector
-from rtmw_edge.export import export
 from rtmw_edge.machine import cpu_flags, cpu_name
 from rtmw_edge.predictor import Predictor
 from rtmw_edge.profiles import load_profile
-from rtmw_edge.quantization.pipeline import QuantizeRequest, run_quantize
 from rtmw_edge.table import format_table
 from rtmw_edge.video import FrameReader, PoseStream
 
@@ -55,9 +53,8 @@ def default_pose(scratch: Path, backend: str, precision: str, threads: int) -> P
         return export("rtmw-m", backend, precision, weights="untrained", out=scratch / "pose").artifact.folder
     recipe = scratch / "quick.toml"
     recipe.write_text(QUICK_RECIPE)
-    outcome = run_quantize(QuantizeRequest(backend=backend, weights="untrained", out=str(scratch / "q"),
-                                           recipe=str(recipe), threads=threads, progress=False))
-    return next(p.parent for p in outcome.folder.rglob(METADATA_FILE) if p.parent.name.endswith("-int8"))
+    return quantize("rtmw-m", backend, weights="untrained", recipe=recipe, out=scratch / "q", threads=threads,
+                    progress=False).int8.folder
 
 
 def one_pass(stream: PoseStream, video: Path) -> Callable[[], None]:

@@ -28,7 +28,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from rtmw_edge.export import export, print_report
+    from rtmw_edge.exporter import export, print_report
 
     done = export(args.detector or args.model, args.backend, args.precision, weights=args.weights, out=args.out,
                   allow_untrained=args.allow_untrained, overwrite=args.overwrite)
@@ -52,18 +52,16 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from rtmw_edge.quantization.gate import Budget
-    from rtmw_edge.quantization.pipeline import QuantizeRequest, run_quantize
+    from rtmw_edge.quantization import quantize
 
-    budget = Budget(*args.max_drop)
-    outcome = run_quantize(QuantizeRequest(
-        backend=args.backend, model=args.model, weights=args.weights, allow_untrained=args.allow_untrained,
-        source=args.source, calib=args.calib, calib_images=args.calib_images, eval_json=args.eval,
-        eval_images=args.eval_images, detector=args.detector, recipe=args.recipe, budget=budget, out=args.out,
-        overwrite=args.overwrite, threads=args.threads, sensitivity=args.sensitivity))
-    print(outcome.table)
-    print(f"report: {outcome.folder / 'report.md'}  record: {outcome.folder / 'quantization.json'}")
-    if not outcome.passed:
+    result = quantize(args.model, args.backend, args.calib, calibration_images=args.calib_images,
+                      evaluation=args.eval, evaluation_images=args.eval_images, weights=args.weights,
+                      allow_untrained=args.allow_untrained, detector=args.detector, recipe=args.recipe,
+                      max_drop=args.max_drop, out=args.out, overwrite=args.overwrite, threads=args.threads,
+                      sensitivity=args.sensitivity)
+    print(result.table)
+    print(f"report: {result.report_path}  record: {result.record_path}")
+    if not result.passed:
         print("rtmw-edge quantize: the accuracy gate FAILED; artifacts kept and marked failed", file=sys.stderr)
         return 1
     return 0
@@ -160,9 +158,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _add_quantize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quantize", help="calibrate INT8 for a backend and check its accuracy drop against FP32")
     p.add_argument("--backend", required=True, choices=backend_names(aliases=True))
-    p.add_argument("--model", default="rtmw-m", help="registered model name or alias")
+    p.add_argument("--model", "--source", dest="model", default="rtmw-m",
+                   help="registered model name or alias, or an FP32 pose artifact folder to start from")
     _add_weights_options(p)
-    p.add_argument("--source", help="start from this FP32 pose artifact instead of exporting one")
     p.add_argument("--calib", help="calibration images: a folder, a video, or a COCO-WholeBody JSON "
                                    "(default: the shipped public-domain set)")
     p.add_argument("--calib-images", help="folder of the images named by a --calib JSON")
@@ -170,8 +168,8 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-images", help="folder of the images named by --eval (default: beside the JSON)")
     p.add_argument("--detector", help="a person detector ONNX: quantized too, and finds people in --calib images")
     p.add_argument("--recipe", help="a TOML file whose keys override the backend's default recipe")
-    p.add_argument("--max-drop", nargs=2, type=float, metavar=("WHOLEBODY", "PART"), default=(1.0, 2.0),
-                   help="largest AP drop allowed on the whole body and on any part (default 1.0 2.0)")
+    p.add_argument("--max-drop", nargs=2, type=float, metavar=("WHOLEBODY", "PART"),
+                   help="largest AP drop allowed on the whole body and on any part (default: the recipe's [gate])")
     p.add_argument("--threads", type=int, help="inference threads for evaluation and latency")
     p.add_argument("--sensitivity", action="store_true",
                    help="also measure each layer group quantized alone (for a recipe's [sensitivity] table)")

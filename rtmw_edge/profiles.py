@@ -6,12 +6,12 @@ with how many threads and on which device (ONNX Runtime provider, OpenVINO devic
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from rtmw_edge.backends import BACKENDS
 from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.packaged import package_data, read_toml
 
 PROFILE_FILE = "profile.toml"
 PRECISIONS = ("int8", "fp16", "fp32")
@@ -42,14 +42,8 @@ class Profile:
         return self.backends.index(backend), self.precisions.index(precision)
 
 
-def profiles_dir() -> Path:
-    """The shipped profiles: inside the installed wheel, or `runtimes/` of a source checkout."""
-    packaged = Path(__file__).resolve().parent / "_runtimes"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "runtimes"
-
-
 def shipped_profiles() -> list[str]:
-    return sorted(p.parent.name for p in profiles_dir().glob(f"*/{PROFILE_FILE}"))
+    return sorted(p.parent.name for p in package_data("runtimes").glob(f"*/{PROFILE_FILE}"))
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
@@ -58,18 +52,11 @@ def load_profile(name_or_path: str | Path) -> Profile:
     if path.is_dir():
         path = path / PROFILE_FILE
     if not path.is_file():
-        path = profiles_dir() / str(name_or_path) / PROFILE_FILE
+        path = package_data("runtimes") / str(name_or_path) / PROFILE_FILE
     if not path.is_file():
         raise RtmwEdgeError(f"unknown device profile {str(name_or_path)!r}: not a profile.toml and not one of the "
                             f"shipped profiles ({', '.join(shipped_profiles())})")
-    return _parse(_read(path), path)
-
-
-def _read(path: Path) -> dict:
-    try:
-        return tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RtmwEdgeError(f"device profile {path} is not valid TOML ({exc})") from exc
+    return _parse(read_toml(path, "device profile"), path)
 
 
 def _parse(data: dict, path: Path) -> Profile:

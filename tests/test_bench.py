@@ -38,7 +38,7 @@ RUNS = 3
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One folder holding an ONNX and an OpenVINO FP32 artifact, as `rtmw-edge export` leaves them."""
-    from rtmw_edge.export import export_model
+    from rtmw_edge.exporter import export_model
 
     folder = tmp_path_factory.mktemp("exports")
     for fmt in ("onnx", "openvino"):
@@ -285,29 +285,54 @@ def test_merge_refuses_one_results_json_given_twice_by_any_path(two_devices, tmp
         assert not (tmp_path / "m").exists()
 
 
-@pytest.mark.parametrize(("fields", "metric"), [
-    ({"metric": "agreement"}, "agreement"),  # the record's own field decides...
-    ({"metric": "ap", "nme": 0.02}, "ap"),  # ...whatever else the record holds
-    ({"nme": 0.02}, "agreement"),  # records written before the field: only agreement scoring has an NME
-    ({}, "ap"),
-    ({"metric": "oks"}, None),  # a metric bench cannot show
-    ({"backend": "elsewhere"}, None),  # a record of another backend's artifacts
+def _record(artifact, metric: str, parts: dict[str, float], backend: str | None = None):
+    """A quantization record of `artifact` as `rtmw-edge quantize` writes it, with made-up figures."""
+    from rtmw_edge.quantization.gate import Budget, Verdict
+    from rtmw_edge.quantization.record import (
+        Accuracy,
+        ArtifactFacts,
+        Artifacts,
+        CalibrationFacts,
+        Evaluation,
+        Machine,
+        Pair,
+        QuantizationRecord,
+    )
+
+    facts = ArtifactFacts(f"{artifact.folder.name}/{artifact.meta.main_file}", "fp32", 1.0, False)
+    return QuantizationRecord(
+        model=artifact.meta.model, backend=backend or artifact.meta.backend, trained=False, weights={}, recipe={},
+        calibration=CalibrationFacts("0" * 64, 1, 0, "made up", ["a#0"]),
+        evaluation=Evaluation(metric, "agreement with FP32"), budget=Budget(1.0, 2.0),
+        artifacts=Artifacts(facts, facts), accuracy=Accuracy(parts, parts), kept_float=[], reverted_to_float=[],
+        reverted_layers=[], attempts=[], latency_ms=Pair(1.0, 1.0), sensitivity=None,
+        verdicts={"pose": Verdict(None, {}, "untrained")}, machine=Machine("cpu", False, []), tools={})
+
+
+@pytest.mark.parametrize(("metric", "backend", "shown"), [
+    ("agreement", None, "agreement"),  # the record's own field decides
+    ("ap", None, "ap"),
+    ("ap", "elsewhere", None),  # a record of another backend's artifacts
 ])
-def test_the_quantization_record_says_which_metric_its_accuracy_is(fields, metric, exports, tmp_path):
+def test_the_quantization_record_says_which_metric_its_accuracy_is(metric, backend, shown, exports, tmp_path):
     link = tmp_path / ONNX  # the artifact, beside a record of its own
     link.symlink_to(exports / ONNX)
     artifact = load_artifact(link, verify=False)
     parts = {"wholebody": 0.5, "body": 0.6}
-    record = {"backend": artifact.meta.backend, "model": artifact.meta.model, "evaluation": "agreement with FP32",
-              "accuracy": {"fp32": parts, **({"nme": fields["nme"]} if "nme" in fields else {})}}
-    record.update({k: v for k, v in fields.items() if k != "nme"})
-    (tmp_path / "quantization.json").write_text(json.dumps(record))
+    _record(artifact, metric, parts, backend).write(tmp_path / "quantization.json")
     accuracy = recorded_accuracy(artifact)
-    if metric is None:
+    if shown is None:
         assert accuracy is None
     else:
-        assert (accuracy.metric, accuracy.wholebody, accuracy.parts) == (metric, 0.5, parts)
+        assert (accuracy.metric, accuracy.wholebody, accuracy.parts) == (shown, 0.5, parts)
         assert accuracy.source == "quantization record: agreement with FP32"
+
+
+def test_a_damaged_quantization_record_shows_no_accuracy(exports, tmp_path):
+    link = tmp_path / ONNX
+    link.symlink_to(exports / ONNX)
+    (tmp_path / "quantization.json").write_text('{"accuracy": {}, "verdicts": {}}')
+    assert recorded_accuracy(load_artifact(link, verify=False)) is None
 
 
 def test_each_backend_of_the_table_has_its_own_plot_colour():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import time
@@ -16,11 +17,8 @@ from oracle import MINI_DIR, MODELS_DIR, need
 from rtmw_edge import topdown
 from rtmw_edge.detector import Detector, letterbox
 from rtmw_edge.errors import RtmwEdgeError
-from rtmw_edge.quantization.calibration import (
-    detector_calibration,
-    pose_calibration,
-    shipped_calibration_dir,
-)
+from rtmw_edge.quantization.calibration import detector_calibration, pose_calibration
+from rtmw_edge.quantization.calibration_sources import shipped_calibration_dir
 
 HW = (64, 48)  # small inputs keep the tests fast; the pipeline is the same at 256x192
 GT_FILE = MINI_DIR / "example_wholebody_val.json"
@@ -67,9 +65,9 @@ def test_shipped_photos_are_found_and_small() -> None:
 
 
 def test_shipped_set_builds_300_distinct_crops_and_the_seed_decides_them() -> None:
-    first = pose_calibration(None, HW, cache=False)
-    again = pose_calibration(None, HW, cache=False)
-    other = pose_calibration(None, HW, seed=1, cache=False)
+    first = pose_calibration(None, HW, size=300, cache=False)
+    again = pose_calibration(None, HW, size=300, cache=False)
+    other = pose_calibration(None, HW, size=300, seed=1, cache=False)
 
     assert first.inputs.shape == (300, 3, *HW) and first.inputs.dtype == np.float32
     assert np.isfinite(first.inputs).all()
@@ -81,10 +79,10 @@ def test_shipped_set_builds_300_distinct_crops_and_the_seed_decides_them() -> No
 
 def test_cache_hit_is_identical_and_faster_than_building(cache_home: Path) -> None:
     start = time.perf_counter()
-    built = pose_calibration(None, HW)
+    built = pose_calibration(None, HW, size=300)
     build_s = time.perf_counter() - start
     start = time.perf_counter()
-    hit = pose_calibration(None, HW)
+    hit = pose_calibration(None, HW, size=300)
     hit_s = time.perf_counter() - start
 
     assert len(list((cache_home / "calibration").glob("*.npz"))) == 1
@@ -136,15 +134,36 @@ def test_folder_skips_and_counts_files_that_are_not_readable_images(tmp_path: Pa
 def test_folder_without_a_readable_image_says_how_many_files_were_skipped(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not an image")
     with pytest.raises(RtmwEdgeError, match=r"no image in calibration folder .*1 file skipped"):
-        pose_calibration(tmp_path, HW, cache=False)
+        pose_calibration(tmp_path, HW, size=4, cache=False)
     (tmp_path / "broken.jpg").write_bytes(b"garbage")
     with pytest.raises(RtmwEdgeError, match=r"no readable image in folder .*2 files skipped"):
-        pose_calibration(tmp_path, HW, cache=False)
+        pose_calibration(tmp_path, HW, size=4, cache=False)
+
+
+def test_tiny_images_warn_in_one_line_how_many_are_below_half_the_network_input(tmp_path: Path, caplog) -> None:
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    photo = _image("astronaut.jpg")
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(folder / name), cv2.resize(photo, (6, 8)))  # 8x6 px: upsampled noise at 64x48
+    cv2.imwrite(str(folder / "large.png"), cv2.resize(photo, (48, 64)))
+
+    with caplog.at_level(logging.WARNING, logger="rtmw_edge.quantization.calibration"):
+        calib = pose_calibration(folder, HW, size=6, cache=False)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert "2 of 3 images are smaller than 50% of the network input (64x48)" in warnings[0]
+    assert "2 of 3 images are smaller than 50%" in calib.description
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rtmw_edge.quantization.calibration"):
+        pose_calibration(None, HW, size=3, cache=False)
+    assert not caplog.records
 
 
 def test_empty_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RtmwEdgeError, match="is empty"):
-        pose_calibration(tmp_path, HW, cache=False)
+        pose_calibration(tmp_path, HW, size=4, cache=False)
 
 
 def test_detector_finds_the_boxes_through_detector_detect() -> None:
@@ -188,7 +207,7 @@ def test_coco_json_away_from_its_images_names_the_missing_file_and_where_it_look
     moved = tmp_path / "val.json"
     shutil.copy(need(GT_FILE), moved)
     with pytest.raises(RtmwEdgeError, match=rf"image 000000000785\.jpg is not in {re.escape(str(tmp_path))}"):
-        pose_calibration(moved, HW, cache=False)
+        pose_calibration(moved, HW, size=4, cache=False)
 
     assert pose_calibration(moved, HW, size=4, images_dir=MINI_DIR, cache=False).inputs.shape == (4, 3, *HW)
 
@@ -197,7 +216,7 @@ def test_json_that_is_not_coco_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "list.json"
     path.write_text("[1, 2, 3]")
     with pytest.raises(RtmwEdgeError, match="is not a COCO annotation file"):
-        pose_calibration(path, HW, cache=False)
+        pose_calibration(path, HW, size=4, cache=False)
 
 
 # ------------------------------------------------------------------------------------------- video
@@ -221,7 +240,7 @@ def test_video_that_cannot_be_opened_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "clip.mp4"
     path.write_bytes(b"not a video at all")
     with pytest.raises(RtmwEdgeError, match=r"cannot open .*clip\.mp4 as a video"):
-        pose_calibration(path, HW, cache=False)
+        pose_calibration(path, HW, size=4, cache=False)
 
 
 # ------------------------------------------------------------------------------------------- detector input
@@ -249,4 +268,4 @@ def test_size_must_be_positive(size: int) -> None:
 
 def test_missing_source_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RtmwEdgeError, match=r"calibration source .*nowhere does not exist"):
-        pose_calibration(tmp_path / "nowhere", HW, cache=False)
+        pose_calibration(tmp_path / "nowhere", HW, size=4, cache=False)

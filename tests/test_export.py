@@ -15,7 +15,7 @@ from rtmw_edge.artifact import METADATA_FILE, load_artifact
 from rtmw_edge.backends import get_backend, open_runner
 from rtmw_edge.backends.base import Tolerance
 from rtmw_edge.errors import RtmwEdgeError
-from rtmw_edge.export import compare_logits, export_detector, export_model
+from rtmw_edge.exporter import compare_logits, export_detector, export_model
 from rtmw_edge.model import build_model, get_spec
 from rtmw_edge.model.weights import load_weights
 from rtmw_edge.quantization.groups import LAYER_GROUPS, names_in
@@ -95,7 +95,7 @@ def test_fp16_halves_the_file_and_still_verifies(tmp_path, exported):
     artifact, report = export_model("rtmw-m", "onnx", "fp16", weights="untrained", out_dir=tmp_path,
                                     progress=False)
     assert artifact.main_path.stat().st_size < 0.55 * exported["onnx"].main_path.stat().st_size
-    assert report["max_abs"] < get_backend("onnx").tolerance("pose", "fp16").max_abs
+    assert report["max_rel"] < get_backend("onnx").tolerance("pose", "fp16").max_rel
     assert artifact.meta.precision == "fp16"
 
 
@@ -144,5 +144,17 @@ def test_detector_onnx_becomes_a_verified_artifact_on_every_backend(tmp_path, fm
     artifact, report = export_detector(need(MODELS_DIR / "rtmdet-nano.onnx"), fmt, out_dir=tmp_path)
     assert artifact.meta.kind == "detector" and artifact.meta.input_hw == [320, 320]
     assert artifact.meta.preprocessing["channel_order"] == "BGR"
-    assert report["max_abs"] <= get_backend(artifact.meta.backend).tolerance("detector", "fp32").max_abs
+    assert report["max_rel"] <= get_backend(artifact.meta.backend).tolerance("detector", "fp32").max_rel
     assert len(artifact.meta.output_names) == 3
+
+
+def test_the_self_check_judges_error_relative_to_the_logits_scale():
+    """A larger model has larger logits and proportionally larger float32 rounding: the same relative error
+    passes whatever the scale, where an absolute limit would fail a faithful larger model."""
+    rng = np.random.default_rng(3)
+    expected = [rng.standard_normal((2, 133, 384)).astype(np.float32)]
+    got = [e + 1e-5 * rng.standard_normal(e.shape).astype(np.float32) for e in expected]
+    small, large = compare_logits(expected, got), compare_logits([10 * e for e in expected], [10 * g for g in got])
+    assert large["max_abs"] == pytest.approx(10 * small["max_abs"], rel=1e-3)
+    assert large["max_rel"] == pytest.approx(small["max_rel"], rel=1e-3)
+    assert small["agreement_with_ties"] == 1.0

@@ -98,7 +98,7 @@ def detector_int8(detector_fp32, detector_table, detector_keep_float, tmp_path_f
 
 @pytest.fixture(scope="module")
 def rtmw_fp32(tmp_path_factory) -> Path:
-    from rtmw_edge.export import export_model
+    from rtmw_edge.exporter import export_model
 
     artifact, _ = export_model("rtmw-m", "ncnn", "fp32", weights="untrained",
                                out_dir=tmp_path_factory.mktemp("rtmw"), progress=False)

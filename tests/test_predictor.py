@@ -24,7 +24,7 @@ from rtmw_edge.backends.base import Tolerance
 from rtmw_edge.detector import box_iou
 from rtmw_edge.errors import MissingExtraError, RtmwEdgeError
 from rtmw_edge.evaluation import evaluate, load_ground_truth, load_results
-from rtmw_edge.export import export_detector, export_model
+from rtmw_edge.exporter import export_detector, export_model
 from rtmw_edge.keypoints import NUM_KEYPOINTS
 from rtmw_edge.predictor import Person, Predictor
 from rtmw_edge.visualize import BOX_COLOR, PART_COLORS, draw_persons
@@ -50,7 +50,7 @@ ORACLE_SCORE_ERR = 1e-2
 # export_model checks an artifact against PyTorch with limits set for untrained weights (1e-4); the oracle's seeded
 # weights amplify float32 rounding to 1.6e-3 (ORT), 3.2e-3 (OpenVINO), 6.7e-2 (ncnn) on the probe, still with 100%
 # argmax agreement counting ties. The top-down comparison with mmpose below is the real check of these artifacts.
-ORACLE_EXPORT_TOLERANCE = Tolerance(max_abs=0.1, min_agreement=1.0)
+ORACLE_EXPORT_TOLERANCE = Tolerance(max_rel=0.1, min_agreement=1.0)
 MIN_PEOPLE_FOUND = 22  # of 26 (the detector's own test measures 23 on every backend)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -11,15 +12,17 @@ import pytest
 import torch
 from oracle import MINI_DIR, MODELS_DIR, need, oracle_npz, oracle_state_dict
 
-from rtmw_edge import export
 from rtmw_edge.artifact import load_artifact
 from rtmw_edge.backends import get_backend
 from rtmw_edge.backends.base import Tolerance
 from rtmw_edge.cli import main
 from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.exporter import export_model
 from rtmw_edge.predictor import Predictor
+from rtmw_edge.quantization import QuantizeResult, quantize
 from rtmw_edge.quantization.gate import Budget, judge
-from rtmw_edge.quantization.recipe import detector_settings, load_recipe
+from rtmw_edge.quantization.recipe import load_recipe
+from rtmw_edge.quantization.record import QuantizationRecord
 
 # A fast recipe for tests: few calibration crops; everything else is the shipped default.
 FAST = """
@@ -31,16 +34,16 @@ size = 16
 FAST_QUANTIZER = {"openvino": "subset_size = 16", "onnxruntime": "preprocess = true", "ncnn": 'method = "percentile"'}
 
 
-def fast_recipe(tmp_path: Path, backend: str, extra: str = "") -> Path:
-    path = tmp_path / f"{backend}-fast.toml"
+def fast_recipe(tmp_path: Path, backend: str, extra: str = "", name: str = "fast") -> Path:
+    path = tmp_path / f"{backend}-{name}.toml"
     path.write_text(FAST.format(quantizer=FAST_QUANTIZER[backend]) + extra)
     return path
 
 
-def quantize(tmp_path: Path, backend: str, *extra: str, out: str = "q") -> tuple[int, Path]:
+def run_cli(tmp_path: Path, backend: str, *extra: str, out: str = "q") -> tuple[int, Path]:
     code = main(["quantize", "--backend", backend, "--weights", "untrained", "--recipe",
                  str(fast_recipe(tmp_path, backend)), "--out", str(tmp_path / out), "--threads", "2", *extra])
-    return code, tmp_path / out / f"rtmw-m-256x192-{backend}-int8"
+    return code, tmp_path / out / f"rtmw-m-256x192-{backend}"
 
 
 def quantize_with_detector(tmp_path: Path, backend: str, out: str = "q") -> tuple[int, Path]:
@@ -48,80 +51,118 @@ def quantize_with_detector(tmp_path: Path, backend: str, out: str = "q") -> tupl
     like those it is judged on (the shipped portraits are not)."""
     detector = str(need(MODELS_DIR / "rtmdet-nano.onnx"))
     gt = str(need(MINI_DIR / "example_wholebody_val.json"))
-    return quantize(tmp_path, backend, "--detector", detector, "--eval", gt, "--calib", str(MINI_DIR), out=out)
+    return run_cli(tmp_path, backend, "--detector", detector, "--eval", gt, "--calib", str(MINI_DIR), out=out)
 
 
-def assert_runs_in_the_predictor(folder: Path, backend: str) -> None:
-    predictor = Predictor(folder / f"rtmw-m-256x192-{backend}-int8", detector=folder / f"rtmdet-nano-{backend}-int8")
+def read_record(folder: Path) -> QuantizationRecord:
+    return QuantizationRecord.read(folder / "quantization.json")
+
+
+def assert_runs_in_the_predictor(folder: Path, fmt: str) -> None:
+    predictor = Predictor(folder / f"rtmw-m-256x192-{fmt}-int8", detector=folder / f"rtmdet-nano-{fmt}-int8")
     persons = predictor.predict(cv2.imread(str(need(MINI_DIR / "000000000785.jpg"))))
     assert len(persons) >= 1 and np.isfinite(persons[0].keypoints).all()
 
 
 @pytest.fixture(scope="module")
-def openvino_run(tmp_path_factory):
+def openvino_run(tmp_path_factory) -> tuple[QuantizeResult, Path]:
+    """The Python API: untrained rtmw-m and the trained detector, both judged on the mini set's images."""
     tmp = tmp_path_factory.mktemp("ov")
-    code, folder = quantize_with_detector(tmp, "openvino")
-    return code, folder, tmp
+    result = quantize("rtmw-m", "openvino", MINI_DIR, weights="untrained", recipe=fast_recipe(tmp, "openvino"),
+                      evaluation=need(MINI_DIR / "example_wholebody_val.json"),
+                      detector=need(MODELS_DIR / "rtmdet-nano.onnx"), out=tmp / "q", threads=2, progress=False)
+    return result, tmp
 
 
-def test_openvino_quantize_writes_both_artifacts_a_record_and_a_report(openvino_run):
-    code, folder, _ = openvino_run
-    assert code == 0
-    record = json.loads((folder / "quantization.json").read_text())
-    fp32, int8 = (load_artifact(folder / f"rtmw-m-256x192-openvino-{p}") for p in ("fp32", "int8"))
-    assert int8.meta.precision == "int8" and int8.meta.quantization["gate"] == "not judged"
-    assert record["artifacts"]["int8"]["size_mb"] <= 0.30 * record["artifacts"]["fp32"]["size_mb"]
-    assert set(record["accuracy"]["int8"]) == {"wholebody", "body", "foot", "face", "left_hand", "right_hand"}
-    assert record["calibration"]["size"] == 16 and len(record["calibration"]["sha256"]) == 64
-    assert record["verdicts"]["pose"]["label"] == "not judged" and record["trained"] is False
-    assert {"fp32", "int8"} == set(record["latency_ms"]) and "vnni" in record["machine"]
-    assert record["recipe"]["quantizer"]["subset_size"] == 16 and record["seed"] == 0
-    report = (folder / "report.md").read_text()
+def test_openvino_quantize_writes_both_artifacts_a_record_and_a_report_in_one_folder(openvino_run):
+    result, tmp = openvino_run
+    assert result.folder == tmp / "q" / "rtmw-m-256x192-openvino" and result.passed
+    assert sorted(p.name for p in result.folder.iterdir()) == [
+        "quantization.json", "report.md", "rtmdet-nano-openvino-fp32", "rtmdet-nano-openvino-int8",
+        "rtmw-m-256x192-openvino-fp32", "rtmw-m-256x192-openvino-int8"]
+    assert result.fp32.folder == result.folder / "rtmw-m-256x192-openvino-fp32"
+    assert result.int8.meta.precision == "int8" and result.int8.meta.quantization["gate"] == "not judged"
+    assert result.detector_int8.meta.kind == "detector"
+    record = read_record(result.folder)
+    assert record == result.record  # what was written is what is read back
+    assert record.artifacts.int8.size_mb <= 0.30 * record.artifacts.fp32.size_mb
+    assert set(record.accuracy.int8) == {"wholebody", "body", "foot", "face", "left_hand", "right_hand"}
+    assert record.calibration.size == 16 and len(record.calibration.sha256) == 64 and record.calibration.seed == 0
+    assert record.verdicts["pose"].passed is None and record.trained is False
+    assert record.evaluation.metric == "ap" and record.budget == Budget(1.0, 2.0)
+    assert record.latency_ms.int8 > 0 and isinstance(record.machine.vnni, bool)
+    assert record.recipe["quantizer"]["subset_size"] == 16 and record.recipe["gate"]["reference_crops"] == 64
+    report = result.report_path.read_text()
     assert "UNTRAINED" in report and "not judged" in report and "| int8" in report
-    assert fp32.meta.weights["kind"] == "untrained"
+    assert result.fp32.meta.weights["kind"] == "untrained"
 
 
 def test_trained_detector_loses_at_most_one_ap_in_int8(openvino_run):
-    _, folder, _ = openvino_run
-    detector = json.loads((folder / "quantization.json").read_text())["detector"]
-    assert detector["verdict"]["passed"] is True
-    assert detector["box_ap"]["fp32"] - detector["box_ap"]["int8"] <= 0.010
-    assert detector["box_ap"]["fp32"] > 0.5
-    assert detector["artifacts"]["int8"]["size_mb"] < detector["artifacts"]["fp32"]["size_mb"]
+    detector = openvino_run[0].record.detector
+    assert openvino_run[0].record.verdicts["detector"].passed is True
+    assert detector.box_ap.fp32 - detector.box_ap.int8 <= 0.010 and detector.box_ap.fp32 > 0.5
+    assert detector.artifacts.int8.size_mb < detector.artifacts.fp32.size_mb
+    assert detector.calibration.size == 100  # the recipe's [detector] calibration_size
 
 
 def test_int8_artifact_runs_in_the_predictor(openvino_run):
-    _, folder, _ = openvino_run
-    assert_runs_in_the_predictor(folder, "openvino")
+    assert_runs_in_the_predictor(openvino_run[0].folder, "openvino")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda data: data["accuracy"]["int8"].update(wholebody="high"), "'accuracy.int8.wholebody' must be a number"),
+    (lambda data: data["verdicts"]["pose"].update(passed="no"), "'verdicts.pose.passed' must be true or false"),
+    (lambda data: data.pop("machine"), "'machine' is missing"),
+])
+def test_a_damaged_record_is_one_line_naming_the_key(openvino_run, tmp_path, change, message):
+    data = json.loads(openvino_run[0].record_path.read_text())
+    change(data)
+    damaged = tmp_path / "quantization.json"
+    damaged.write_text(json.dumps(data))
+    with pytest.raises(RtmwEdgeError, match="is a damaged quantization record") as caught:
+        QuantizationRecord.read(damaged)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "not readable JSON"),
+    ('{"results": []}', "is not a quantization record (no 'accuracy' and 'verdicts')"),
+    ('{"accuracy": {}, "verdicts": {}, "format_version": 7}', "of format 7"),
+])
+def test_a_foreign_file_is_not_read_as_a_record(tmp_path, text, message):
+    path = tmp_path / "quantization.json"
+    path.write_text(text)
+    with pytest.raises(RtmwEdgeError, match=re.escape(message)):
+        QuantizationRecord.read(path)
 
 
 def test_onnxruntime_quantize_is_byte_identical_for_the_same_inputs_and_keeps_the_detector(tmp_path):
     runs = [quantize_with_detector(tmp_path, "onnxruntime", out=out) for out in ("first", "second")]
     assert [code for code, _ in runs] == [0, 0]
     folder = runs[0][1]
-    record = json.loads((folder / "quantization.json").read_text())
-    assert record["artifacts"]["int8"]["size_mb"] <= 0.30 * record["artifacts"]["fp32"]["size_mb"]
-    assert record["recipe"]["quantizer"]["activation_type"] == "quint8"
+    record = read_record(folder)
+    assert record.artifacts.int8.size_mb <= 0.30 * record.artifacts.fp32.size_mb
+    assert record.recipe["quantizer"]["activation_type"] == "quint8"
     first, second = (f / "rtmw-m-256x192-onnxruntime-int8" / "rtmw-m-256x192.onnx" for _, f in runs)
     assert first.read_bytes() == second.read_bytes()
     # the fused scheme loses ~30-50 AP on RTMDet-nano; the recipe's detector override keeps outputs float
-    gate = record["detector"]
-    assert gate["quantizer"]["quantize_outputs"] is False and gate["verdict"]["passed"] is True
-    assert gate["box_ap"]["fp32"] - gate["box_ap"]["int8"] <= 0.010 and gate["box_ap"]["fp32"] > 0.5
-    assert {"fp32", "int8"} == set(gate["latency_ms"])
+    detector = record.detector
+    assert detector.quantizer["quantize_outputs"] is False and record.verdicts["detector"].passed is True
+    assert detector.box_ap.fp32 - detector.box_ap.int8 <= 0.010 and detector.box_ap.fp32 > 0.5
+    assert detector.latency_ms.int8 > 0
     assert_runs_in_the_predictor(folder, "onnxruntime")
 
 
 def test_ncnn_quantize_writes_a_stock_ncnn_int8_model_and_layer_search_keeps_the_detector(tmp_path):
     code, folder = quantize_with_detector(tmp_path, "ncnn")
     assert code == 0
-    record = json.loads((folder / "quantization.json").read_text())
-    gate = record["detector"]
+    record = read_record(folder)
+    detector = record.detector
     # all-int8 (depthwise float) loses ~4.7 AP; the search reverts the most harmful layer(s) until it holds
-    assert gate["attempts"][0]["verdict"] == "FAIL" and gate["verdict"]["passed"] is True
-    assert 1 <= len(gate["reverted_to_float"]) <= 4
-    assert gate["box_ap"]["fp32"] - gate["box_ap"]["int8"] <= 0.010
-    assert record["artifacts"]["int8"]["size_mb"] <= 0.30 * record["artifacts"]["fp32"]["size_mb"]
+    assert detector.attempts[0].verdict.passed is False and record.verdicts["detector"].passed is True
+    assert 1 <= len(detector.reverted_to_float) <= 4 and detector.attempts[-1].search == "layers"
+    assert detector.box_ap.fp32 - detector.box_ap.int8 <= 0.010
+    assert record.artifacts.int8.size_mb <= 0.30 * record.artifacts.fp32.size_mb
     int8 = load_artifact(folder / "rtmw-m-256x192-ncnn-int8")
     assert "8=2" in int8.main_path.read_text()  # int8 convolutions with per-channel weight scales
     person = Predictor(int8.folder).predict(cv2.imread(str(need(MINI_DIR / "000000000785.jpg"))),
@@ -129,45 +170,67 @@ def test_ncnn_quantize_writes_a_stock_ncnn_int8_model_and_layer_search_keeps_the
     assert np.isfinite(person.keypoints).all()
 
 
-def oracle_source(tmp_path: Path, monkeypatch, fmt: str) -> Path:
+def oracle_source(tmp_path: Path, fmt: str) -> Path:
     """An FP32 artifact of mmpose's seeded oracle weights: they count as real weights, so the gate judges."""
     npz = oracle_npz("rtmw-m-256x192")
     checkpoint = tmp_path / "oracle.pth"
     torch.save({k: torch.from_numpy(np.asarray(v)) for k, v in oracle_state_dict(npz).items()}, checkpoint)
     # the oracle's seeded weights amplify float32 rounding past the untrained-weights export limit (see
     # test_predictor): relax it for making the FP32 source only
-    monkeypatch.setitem(get_backend(fmt).tolerances, ("pose", "fp32"), Tolerance(0.1, 1.0))
-    return export.export_model("rtmw-m", fmt, weights=str(checkpoint), out_dir=tmp_path, progress=False)[0].folder
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(get_backend(fmt).tolerances, ("pose", "fp32"), Tolerance(0.1, 1.0))
+        return export_model("rtmw-m", fmt, weights=str(checkpoint), out_dir=tmp_path, progress=False)[0].folder
 
 
-def quantize_to_fail(tmp_path: Path, monkeypatch, backend: str, fmt: str, recipe_extra: str) -> tuple[int, dict]:
-    """Quantize the oracle source with a zero budget, which no INT8 model meets; the exit code and record."""
-    source = oracle_source(tmp_path, monkeypatch, fmt)
-    recipe = fast_recipe(tmp_path, backend, recipe_extra)
+@pytest.fixture(scope="module")
+def oracle_onnx(tmp_path_factory) -> Path:
+    return oracle_source(tmp_path_factory.mktemp("oracle"), "onnx")
+
+
+LOOSE_BUDGET = "[gate]\nmax_drop_wholebody = 100.0\nmax_drop_part = 100.0\n"
+
+
+def quantize_to_fail(tmp_path: Path, source: Path, backend: str, fmt: str,
+                     recipe_extra: str) -> tuple[int, QuantizationRecord]:
+    """Quantize the oracle source with --max-drop 0 0 over a recipe budget anything meets: no INT8 model meets
+    the override. The exit code and record."""
+    recipe = fast_recipe(tmp_path, backend, LOOSE_BUDGET + recipe_extra)
     code = main(["quantize", "--backend", backend, "--source", str(source), "--recipe", str(recipe),
                  "--max-drop", "0", "0", "--out", str(tmp_path / "q")])
-    folder = tmp_path / "q" / f"rtmw-m-256x192-{backend}-int8"
+    folder = tmp_path / "q" / f"rtmw-m-256x192-{backend}"
     assert load_artifact(folder / f"rtmw-m-256x192-{backend}-int8").meta.quantization["gate"] == "FAIL"
-    return code, json.loads((folder / "quantization.json").read_text())
+    return code, read_record(folder)
 
 
-def test_a_failed_gate_reverts_groups_to_float_keeps_artifacts_and_exits_non_zero(tmp_path, monkeypatch):
+def test_a_failed_gate_reverts_groups_to_float_keeps_artifacts_and_exits_non_zero(tmp_path, oracle_onnx):
     """Every group is tried, measured sensitivity first, then the recipe's order; then the run fails."""
-    code, record = quantize_to_fail(tmp_path, monkeypatch, "onnxruntime", "onnx",
-                                    '[gate]\nrevert_order = ["head.encode"]\n[sensitivity]\nneck = { ap = 50.0 }\n')
-    assert code == 1 and record["trained"] is True
-    assert record["reverted_to_float"] == ["neck", "head.encode"]
-    assert [a["verdict"] for a in record["attempts"]] == ["FAIL", "FAIL", "FAIL"]
+    code, record = quantize_to_fail(tmp_path, oracle_onnx, "onnxruntime", "onnx",
+                                    'revert_order = ["head.encode"]\n[sensitivity]\nneck = { ap = 50.0 }\n')
+    assert code == 1 and record.trained is True and record.budget == Budget(0.0, 0.0)
+    assert record.reverted_to_float == ["neck", "head.encode"]
+    assert [a.verdict.passed for a in record.attempts] == [False, False, False]
 
 
-def test_openvino_failed_gate_runs_nncf_accuracy_control_and_records_the_reverted_layers(tmp_path, monkeypatch):
-    code, record = quantize_to_fail(tmp_path, monkeypatch, "openvino", "openvino",
+def test_the_recipe_budget_decides_the_verdict(tmp_path, oracle_onnx):
+    def run(name: str, budget: str) -> QuantizeResult:
+        recipe = fast_recipe(tmp_path, "onnxruntime", f"[gate]\n{budget}\nfallback = false\n", name=name)
+        return quantize(oracle_onnx, "onnxruntime", recipe=recipe, out=tmp_path / name, progress=False)
+
+    strict = run("strict", "max_drop_wholebody = 0.0\nmax_drop_part = 0.0")
+    loose = run("loose", "max_drop_wholebody = 100.0\nmax_drop_part = 100.0")
+    assert strict.record.budget == Budget(0.0, 0.0) and strict.passed is False
+    assert loose.record.budget == Budget(100.0, 100.0) and loose.passed is True
+    assert strict.record.accuracy == loose.record.accuracy  # the same INT8 model: only the budget differs
+
+
+def test_openvino_failed_gate_runs_nncf_accuracy_control_and_records_the_reverted_layers(tmp_path):
+    code, record = quantize_to_fail(tmp_path, oracle_source(tmp_path, "openvino"), "openvino", "openvino",
                                     "[gate.accuracy_control]\nmax_iterations = 2\n")
     assert code == 1
-    first, controlled = record["attempts"]
-    assert first["search"] == "groups" and controlled["search"] == "nncf accuracy control"
-    assert 1 <= len(record["reverted_layers"]) <= 2 * 3  # a reverted quantizer can feed a few ops
-    assert record["reverted_layers"] == controlled["reverted_layers"]
+    first, controlled = record.attempts
+    assert first.search == "groups" and controlled.search == "backend accuracy control"
+    assert 1 <= len(record.reverted_layers) <= 2 * 3  # a reverted quantizer can feed a few ops
+    assert record.reverted_layers == controlled.reverted_layers
 
 
 @pytest.mark.parametrize("args, message", [
@@ -175,7 +238,9 @@ def test_openvino_failed_gate_runs_nncf_accuracy_control_and_records_the_reverte
     (["--max-drop", "-1", "2"], "must not be negative"),
     (["--eval", "{no_images_json}"], "are not in"),
     (["--recipe", "{bad_recipe}"], "unknown key"),
-    (["--recipe", "{bad_sensitivity}"], "must be { ap = NUMBER"),
+    (["--recipe", "{bad_sensitivity}"], "'sensitivity.neck' must be a table of ap, snr_db"),
+    (["--recipe", "{bad_type}"], "'calibration.size' must be an integer, got 'lots'"),
+    (["--model", "rtmw-q"], "unknown model 'rtmw-q'"),
 ])
 def test_bad_inputs_end_with_one_clear_line(tmp_path, capsys, args, message):
     (tmp_path / "empty").mkdir()
@@ -186,8 +251,10 @@ def test_bad_inputs_end_with_one_clear_line(tmp_path, capsys, args, message):
     bad_recipe.write_text("[quantizer]\nsubsetsize = 3\n")
     bad_sensitivity = tmp_path / "bad-sensitivity.toml"
     bad_sensitivity.write_text('[sensitivity]\nneck = 3.0\n')
+    bad_type = tmp_path / "bad-type.toml"
+    bad_type.write_text('[calibration]\nsize = "lots"\n')
     values = {"empty": tmp_path / "empty", "no_images_json": no_images, "bad_recipe": bad_recipe,
-              "bad_sensitivity": bad_sensitivity}
+              "bad_sensitivity": bad_sensitivity, "bad_type": bad_type}
     args = [a.format(**values) for a in args]
     code = main(["quantize", "--backend", "openvino", "--weights", "untrained", "--out", str(tmp_path / "q"), *args])
     err = capsys.readouterr().err
@@ -196,52 +263,36 @@ def test_bad_inputs_end_with_one_clear_line(tmp_path, capsys, args, message):
 
 
 def test_an_int8_artifact_is_refused_as_the_fp32_source(openvino_run, capsys):
-    _, folder, tmp = openvino_run
-    code = main(["quantize", "--backend", "openvino", "--source", str(folder / "rtmw-m-256x192-openvino-int8"),
-                 "--out", str(tmp / "src")])
+    result, tmp = openvino_run
+    code = main(["quantize", "--backend", "openvino", "--source", str(result.int8.folder), "--out", str(tmp / "src")])
     assert code == 2 and "must be an FP32 pose artifact" in capsys.readouterr().err
+    code = main(["quantize", "--backend", "onnxruntime", "--model", str(result.fp32.folder), "--out", str(tmp / "src")])
+    assert code == 2 and "is for openvino, not onnxruntime" in capsys.readouterr().err
 
 
 def test_gate_judges_drops_against_the_budget():
     fp32 = {"wholebody": 0.60, "body": 0.70, "face": 0.50}
-    assert judge(fp32, {"wholebody": 0.595, "body": 0.69, "face": 0.49}, Budget(), True).passed is True
-    failed = judge(fp32, {"wholebody": 0.595, "body": 0.70, "face": 0.47}, Budget(), True)
+    budget = Budget(1.0, 2.0)
+    assert judge(fp32, {"wholebody": 0.595, "body": 0.69, "face": 0.49}, budget, True).passed is True
+    failed = judge(fp32, {"wholebody": 0.595, "body": 0.70, "face": 0.47}, budget, True)
     assert failed.passed is False and "face" in failed.reason
-    assert judge(fp32, {"wholebody": 0.40, "body": 0.3, "face": 0.1}, Budget(), False).passed is None
+    assert judge(fp32, {"wholebody": 0.40, "body": 0.3, "face": 0.1}, budget, False).passed is None
+    box = judge({"box": 0.70}, {"box": 0.685}, budget, True, headline="box")  # held to the whole-body budget
+    assert box.passed is False and "budget 1" in box.reason
 
 
-def test_detector_quantizer_overrides_take_the_quantizer_keys_and_refuse_others(tmp_path):
-    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
-    good.write_text('[detector.quantizer]\npreset = "performance"\n')
-    bad.write_text('[detector.quantizer]\nmethod = "kl"\n')
-    recipe = load_recipe("openvino", good)
-    assert detector_settings(recipe)["preset"] == "performance" and recipe["quantizer"]["preset"] == "mixed"
-    with pytest.raises(RtmwEdgeError, match=r"unknown key 'detector\.quantizer\.method'"):
-        load_recipe("openvino", bad)
-
-
-def test_recipe_override_merges_over_the_shipped_default(tmp_path):
-    recipe = load_recipe("openvino", fast_recipe(tmp_path, "openvino"))
-    assert recipe["calibration"]["size"] == 16 and recipe["calibration"]["seed"] == 0
-    assert recipe["quantizer"]["preset"] == "mixed"
-
-
-def test_sensitivity_measures_each_group_alone_and_orders_the_reverts(tmp_path, monkeypatch):
+def test_sensitivity_measures_each_group_alone_and_its_table_reads_back_as_a_recipe(tmp_path, monkeypatch):
     from rtmw_edge.quantization import groups, pipeline
 
     two = {"head.encode": groups.LAYER_GROUPS["head.encode"], "neck": groups.LAYER_GROUPS["neck"]}
     monkeypatch.setattr(pipeline, "LAYER_GROUPS", two)  # two groups keep the test short
-    code, folder = quantize(tmp_path, "openvino", "--sensitivity")
-    record = json.loads((folder / "quantization.json").read_text())
-    assert code == 0 and set(record["sensitivity"]) == {"head.encode", "neck"}
-    assert all(0.0 <= m["ap"] <= 100.0 and m["snr_db"] is not None for m in record["sensitivity"].values())
+    code, folder = run_cli(tmp_path, "openvino", "--sensitivity")
+    record = read_record(folder)
+    assert code == 0 and set(record.sensitivity) == {"head.encode", "neck"}
+    assert all(0.0 <= m.ap <= 100.0 and m.snr_db is not None for m in record.sensitivity.values())
     report = (folder / "report.md").read_text()
     assert "## Sensitivity" in report
     snippet = tmp_path / "measured.toml"  # the report's table, pasted into a recipe, is read back as measured
     snippet.write_text(report.split("```toml\n")[1].split("```")[0])
-    table = load_recipe("openvino", snippet)["sensitivity"]
-    assert {g: m["ap"] for g, m in table.items()} == {g: m["ap"] for g, m in record["sensitivity"].items()}
-    measured = {"backbone.stage1": {"ap": 20.0}, "neck": {"ap": 5.0}, "backbone.stage2": {"ap": 5.0, "snr_db": 9.0}}
-    recipe = {"sensitivity": measured, "gate": {"revert_order": ["head.encode", "neck", "backbone.stage1"]}}
-    assert pipeline._revert_order(recipe, ["head.gau"]) == ["backbone.stage2", "neck", "backbone.stage1",
-                                                            "head.encode"]
+    table = load_recipe("openvino", snippet).sensitivity
+    assert {g: m.ap for g, m in table.items()} == {g: m.ap for g, m in record.sensitivity.items()}

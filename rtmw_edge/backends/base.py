@@ -34,11 +34,11 @@ class Runner(Protocol):
 class Tolerance:
     """How far an exported artifact may stray from its source on the probe input.
 
-    `max_abs` is absolute for pose logits and relative to the output's largest value for detectors (their
-    outputs are box distances in pixels); agreement counts argmax ties as agreeing and is pose-only.
+    `max_rel` is the largest error relative to the largest |value| of the source's outputs (SimCC logits, or a
+    detector's box distances in pixels); agreement counts argmax ties as agreeing and is pose-only.
     """
 
-    max_abs: float
+    max_rel: float
     min_agreement: float
 
 

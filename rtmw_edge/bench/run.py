@@ -218,15 +218,15 @@ def _reasons(skipped: Sequence[Skipped]) -> str:
 
 def _inputs(settings: BenchSettings, threads: int | None) -> tuple[object, tuple | None, Frame | None]:
     """The ground-truth set for --eval, and the end-to-end frame: its first image, else a shipped photo."""
-    from rtmw_edge.quantization.gate import GroundTruthSet
+    from rtmw_edge.evaluation.ground_truth import GroundTruthSet
 
     evaluation = GroundTruthSet.open(settings.eval_json) if settings.eval_json else None
     if not settings.detector:
         return evaluation, None, None
     from rtmw_edge.detector import open_detector
-    from rtmw_edge.quantization.calibration import shipped_calibration_dir
+    from rtmw_edge.packaged import package_data
 
-    path = evaluation.images()[0][1] if evaluation else sorted(shipped_calibration_dir().glob("*.jpg"))[0]
+    path = evaluation.images()[0][1] if evaluation else sorted(package_data("calib_data").glob("*.jpg"))[0]
     image = cv2.imread(str(path))
     if image is None:
         raise RtmwEdgeError(f"cannot read {path} as an image")

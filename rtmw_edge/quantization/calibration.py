@@ -4,10 +4,9 @@ Post-training quantization sets each tensor's INT8 range from the activations of
 inputs must be what the deployed network sees: person crops from `rtmw_edge.topdown.crop` for the pose model and
 frames from `rtmw_edge.detector.letterbox` for the detector. Nothing here preprocesses an image any other way.
 
-Sources: None (the public-domain photos shipped with the package, see calib_data/README.md), a folder of images
-(searched recursively; other files are skipped and counted), one image, a video (`size` frames sampled evenly),
-or a COCO / COCO-WholeBody JSON (its non-crowd person boxes; images found by `file_name` in `images_dir`, else
-in the JSON's folder). Without a JSON or a detector, each image is one person box.
+Sources (calibration_sources.py): None (the public-domain photos shipped with the package), a folder, one image,
+a video or a COCO / COCO-WholeBody JSON. Without a JSON or a detector, each image is one person box. Images
+smaller than half the network input on a side are warned about: their inputs are mostly upsampled pixels.
 
 Selection and augmentation are seeded, so the same arguments give the same bytes on every run:
 - the candidates (every person box, or every frame for the detector) are shuffled by the seed;
@@ -27,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -42,9 +42,8 @@ from rtmw_edge.artifact import sha256_file
 from rtmw_edge.cache import cache_dir
 from rtmw_edge.detector import Detector, letterbox
 from rtmw_edge.errors import RtmwEdgeError
-from rtmw_edge.evaluation.coco_wholebody import person_boxes, read_json
 from rtmw_edge.fileio import atomic_file
-from rtmw_edge.media import IMAGE_SUFFIXES
+from rtmw_edge.quantization.calibration_sources import Frame, Source, open_source, skipped_text
 
 CACHE_VERSION = 1  # bump whenever sets are built differently, so that old cache files miss
 SCALE_RANGE = (0.9, 1.2)
@@ -52,9 +51,8 @@ MAX_SHIFT = 0.1  # of the box width / height
 FLIP_PROBABILITY = 0.5
 CONTRAST = 0.15
 BRIGHTNESS = 16.0
-_SHIPPED_DOCS = frozenset({"README.md", "sources.toml"})
-_PACKAGE_DIR = Path(__file__).resolve().parents[1]
-_SHOWN_NAMES = 3
+TINY_FRACTION = 0.5  # images below this fraction of the network input on a side are warned about
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,21 +67,6 @@ class CalibrationSet:
     sha256: str  # of the shape written as text, then the bytes of `inputs`
     sources: list[str]
     description: str
-
-
-@dataclass(frozen=True)
-class _Frame:
-    name: str
-    load: Callable[[], np.ndarray | None]  # BGR uint8, None when it cannot be decoded
-    boxes: np.ndarray | None = None  # [K,4] x1,y1,x2,y2 person boxes known without the image (COCO JSON)
-
-
-@dataclass(frozen=True)
-class _Source:
-    label: str  # how messages name it
-    frames: list[_Frame]
-    files: list[tuple[str, Path]]  # every file whose bytes decide the set, hashed into the cache key
-    not_images: list[str]  # files passed over without decoding
 
 
 @dataclass(frozen=True)
@@ -102,17 +85,7 @@ class _Candidate:
     name: str
 
 
-def shipped_calibration_dir() -> Path:
-    """The photos shipped for calibration: package data in a wheel, else calib_data/ of a source checkout."""
-    places = (_PACKAGE_DIR / "_calib_data", _PACKAGE_DIR.parent / "calib_data")
-    for folder in places:
-        if folder.is_dir():
-            return folder
-    raise RtmwEdgeError(f"the shipped calibration photos are missing (looked in {places[0]} and {places[1]}): "
-                        "reinstall rtmw-edge or pass a source")
-
-
-def pose_calibration(source: str | Path | None, input_hw: tuple[int, int], size: int = 300, seed: int = 0,
+def pose_calibration(source: str | Path | None, input_hw: tuple[int, int], size: int, seed: int = 0,
                      augment: bool = True, detector: Detector | None = None, images_dir: str | Path | None = None,
                      cache: bool = True, progress: bool = False) -> CalibrationSet:
     """`size` person crops [size,3,H,W] from `source`, made by topdown.crop exactly as at inference.
@@ -121,7 +94,7 @@ def pose_calibration(source: str | Path | None, input_hw: tuple[int, int], size:
     image is one box.
     """
     request = _Request("pose", _check_hw(input_hw), _check_size(size), int(seed), bool(augment))
-    src = _open_source(source, images_dir, size)
+    src = open_source(source, images_dir, size)
     key = {"detector": _detector_identity(detector)}
     boxes_from = "whole images as boxes" if detector is None else f"boxes from {detector.runner.path.name}"
     if any(frame.boxes is not None for frame in src.frames):
@@ -131,18 +104,18 @@ def pose_calibration(source: str | Path | None, input_hw: tuple[int, int], size:
     return _cached(src, request, key, cache, build)
 
 
-def detector_calibration(source: str | Path | None, input_hw: tuple[int, int], size: int = 100, seed: int = 0,
+def detector_calibration(source: str | Path | None, input_hw: tuple[int, int], size: int, seed: int = 0,
                          augment: bool = True, cache: bool = True, progress: bool = False,
                          images_dir: str | Path | None = None) -> CalibrationSet:
     """`size` frames [size,3,H,W] from `source`, made by detector.letterbox exactly as at inference."""
     request = _Request("detector", _check_hw(input_hw), _check_size(size), int(seed), bool(augment))
-    src = _open_source(source, images_dir, size)
+    src = open_source(source, images_dir, size)
     build = partial(_build, src, request, "frames", _frame_box, partial(_detector_input, input_hw=request.input_hw),
                     "whole frames", progress)
     return _cached(src, request, {}, cache, build)
 
 
-# --------------------------------------------------------------------------- requests and sources
+# --------------------------------------------------------------------------- requests
 
 
 def _check_size(size: int) -> int:
@@ -155,103 +128,6 @@ def _check_hw(input_hw: tuple[int, int]) -> tuple[int, int]:
     if len(input_hw) != 2 or min(input_hw) <= 0:
         raise RtmwEdgeError(f"input_hw must be a positive (height, width), got {input_hw}")
     return int(input_hw[0]), int(input_hw[1])
-
-
-def _open_source(source: str | Path | None, images_dir: str | Path | None, max_frames: int) -> _Source:
-    """Dispatch on what `source` is: nothing (the shipped photos), a folder, a JSON, an image or a video."""
-    if source is None:
-        return _folder(shipped_calibration_dir(), shipped=True)
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise RtmwEdgeError(f"calibration source {path} does not exist")
-    if path.is_dir():
-        return _folder(path)
-    if path.suffix.lower() == ".json":
-        return _coco(path, Path(images_dir).expanduser() if images_dir is not None else path.parent)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return _Source(f"image {path}", [_Frame(path.name, partial(_read_image, path))], [(path.name, path)], [])
-    return _video(path, max_frames)
-
-
-def _read_image(path: Path) -> np.ndarray | None:
-    return cv2.imread(str(path), cv2.IMREAD_COLOR)
-
-
-def _folder(folder: Path, shipped: bool = False) -> _Source:
-    """Every image under `folder`, sorted; hidden files are left out, other files are skipped and counted."""
-    images, others = [], []
-    for path in sorted(folder.rglob("*")):
-        name = path.relative_to(folder).as_posix()
-        if not path.is_file() or any(part.startswith(".") for part in name.split("/")):
-            continue
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            images.append((name, path))
-        elif not (shipped and name in _SHIPPED_DOCS):
-            others.append(name)
-    if not images and not others:
-        raise RtmwEdgeError(f"calibration folder {folder} is empty")
-    if not images:
-        raise RtmwEdgeError(f"no image in calibration folder {folder}: {_skipped_text(others, [])}")
-    label = "the shipped calibration photos" if shipped else f"folder {folder}"
-    return _Source(label, [_Frame(name, partial(_read_image, path)) for name, path in images], images, others)
-
-
-def _coco(path: Path, images_dir: Path) -> _Source:
-    """The JSON's images, each with its non-crowd person boxes; every image must be in `images_dir`."""
-    data = read_json(path)
-    try:
-        images = [(img["id"], str(img["file_name"])) for img in data["images"]]
-        boxes = person_boxes(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RtmwEdgeError(f"{path} is not a COCO annotation file: it needs 'images' (id, file_name) and "
-                            f"'annotations' (image_id, bbox) ({type(exc).__name__}: {exc})") from exc
-    if not images:
-        raise RtmwEdgeError(f"{path} lists no images")
-    missing = [name for _, name in images if not (images_dir / name).is_file()]
-    if missing:
-        raise RtmwEdgeError(f"{path}: image {missing[0]} is not in {images_dir} ({len(missing)} of {len(images)} "
-                            "images missing; pass the folder that holds them as images_dir)")
-    no_box = np.zeros((0, 4), np.float32)
-    frames = [_Frame(name, partial(_read_image, images_dir / name), boxes.get(image_id, no_box))
-              for image_id, name in images]
-    return _Source(str(path), frames, [(path.name, path), *((name, images_dir / name) for _, name in images)], [])
-
-
-def _video(path: Path, max_frames: int) -> _Source:
-    """`max_frames` frames (all when fewer) spread evenly over the video."""
-    capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            raise RtmwEdgeError(f"cannot open {path} as a video (nor is it a folder, an image or a COCO .json)")
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    finally:
-        capture.release()
-    if count <= 0:
-        raise RtmwEdgeError(f"video {path} reports no frames")
-    indices = np.unique(np.linspace(0, count - 1, min(count, max_frames)).round().astype(int)).tolist()
-    reader = _VideoReader(path)
-    frames = [_Frame(f"{path.name}@{i}", partial(reader.frame, i)) for i in indices]
-    return _Source(f"video {path}", frames, [(path.name, path)], [])
-
-
-class _VideoReader:
-    """Frames by index, read forwards: seeking by frame number is not exact with every codec."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._capture: cv2.VideoCapture | None = None
-        self._next = 0
-
-    def frame(self, index: int) -> np.ndarray | None:
-        if self._capture is None or index < self._next:
-            self._capture, self._next = cv2.VideoCapture(str(self.path)), 0
-        while self._next < index:
-            if not self._capture.grab():
-                return None
-            self._next += 1
-        ok, image = self._capture.read()
-        self._next += 1
-        return image if ok else None
 
 
 def _detector_identity(detector: Detector | None) -> dict | None:
@@ -272,7 +148,7 @@ def _whole(image: np.ndarray) -> np.ndarray:
     return np.array([[0, 0, image.shape[1], image.shape[0]]], np.float32)
 
 
-def _person_boxes(detector: Detector | None, frame: _Frame) -> np.ndarray | None:
+def _person_boxes(detector: Detector | None, frame: Frame) -> np.ndarray | None:
     """Known boxes, else the detector's, else the whole image; None when the image cannot be decoded."""
     if frame.boxes is not None:
         return frame.boxes
@@ -282,7 +158,7 @@ def _person_boxes(detector: Detector | None, frame: _Frame) -> np.ndarray | None
     return _whole(image) if detector is None else detector.detect(image)[:, :4]
 
 
-def _frame_box(frame: _Frame) -> np.ndarray | None:
+def _frame_box(frame: Frame) -> np.ndarray | None:
     image = frame.load()
     return None if image is None else _whole(image)
 
@@ -299,29 +175,33 @@ def _detector_input(image: np.ndarray, box: np.ndarray, input_hw: tuple[int, int
     return letterbox(image[y1:y2, x1:x2], input_hw)[0][0]
 
 
-def _build(src: _Source, request: _Request, what: str, find_boxes: Callable[[_Frame], np.ndarray | None],
+def _build(src: Source, request: _Request, what: str, find_boxes: Callable[[Frame], np.ndarray | None],
            make_input: Callable[[np.ndarray, np.ndarray], np.ndarray], boxes_from: str,
            progress: bool) -> CalibrationSet:
     candidates, unreadable = _candidates(src, find_boxes, progress)
     if not candidates:
         if len(unreadable) == len(src.frames):
-            raise RtmwEdgeError(f"no readable image in {src.label}: {_skipped_text(src.not_images, unreadable)}")
+            raise RtmwEdgeError(f"no readable image in {src.label}: {skipped_text(src.not_images, unreadable)}")
         raise RtmwEdgeError(f"no person in {src.label} ({len(src.frames) - len(unreadable)} readable images)")
     if not request.augment and len(candidates) < request.size:
         raise RtmwEdgeError(f"only {len(candidates)} {what} in {src.label}, asked for {request.size}: add images, "
                             "lower the size or enable augmentation")
     picks, draws = _plan(len(candidates), request)
     inputs = np.empty((request.size, 3, *request.input_hw), np.float32)
-    _fill(inputs, src, [candidates[i] for i in picks], draws, make_input, progress)
+    used, tiny = _fill(inputs, src, [candidates[i] for i in picks], draws, make_input, request.input_hw, progress)
+    hw = f"{request.input_hw[0]}x{request.input_hw[1]}"
+    tiny_text = f"{tiny} of {used} images are smaller than {TINY_FRACTION:.0%} of the network input ({hw}) on a side"
+    if tiny:
+        _log.warning("calibration: %s: their inputs are mostly upsampled pixels; use larger images", tiny_text)
     skipped = src.not_images + unreadable
-    description = (f"{request.size} {what} of {request.input_hw[0]}x{request.input_hw[1]} from {src.label}, "
-                   f"{boxes_from}: {len(candidates)} distinct, "
+    description = (f"{request.size} {what} of {hw} from {src.label}, {boxes_from}: {len(candidates)} distinct, "
                    f"{'augmented' if request.augment else 'not augmented'}, seed {request.seed}"
-                   + (f"; {_skipped_text(src.not_images, unreadable)}" if skipped else ""))
+                   + (f"; {skipped_text(src.not_images, unreadable)}" if skipped else "")
+                   + (f"; {tiny_text}" if tiny else ""))
     return _calibration_set(inputs, [candidates[i].name for i in picks], description)
 
 
-def _candidates(src: _Source, find_boxes: Callable[[_Frame], np.ndarray | None],
+def _candidates(src: Source, find_boxes: Callable[[Frame], np.ndarray | None],
                 progress: bool) -> tuple[list[_Candidate], list[str]]:
     """Every box of every frame, in frame order, and the names of the frames that could not be decoded."""
     candidates, unreadable = [], []
@@ -343,19 +223,24 @@ def _plan(count: int, request: _Request) -> tuple[np.ndarray, np.ndarray | None]
     return np.resize(order, request.size), rng.random((request.size, 6))
 
 
-def _fill(inputs: np.ndarray, src: _Source, picked: list[_Candidate], draws: np.ndarray | None,
-          make_input: Callable[[np.ndarray, np.ndarray], np.ndarray], progress: bool) -> None:
-    """Decode each frame once and make all of its inputs, each into its slot of the plan."""
+def _fill(inputs: np.ndarray, src: Source, picked: list[_Candidate], draws: np.ndarray | None,
+          make_input: Callable[[np.ndarray, np.ndarray], np.ndarray], input_hw: tuple[int, int],
+          progress: bool) -> tuple[int, int]:
+    """Decode each frame once and make all of its inputs, each into its slot of the plan; returns how many
+    images were used and how many of them are tiny next to the network input."""
     slots: dict[int, list[int]] = {}
     for slot, candidate in enumerate(picked):
         slots.setdefault(candidate.frame, []).append(slot)
+    tiny = 0
     for index in tqdm(sorted(slots), desc="calibration inputs", unit="image", disable=not progress):
         image = src.frames[index].load()
         if image is None:
             raise RtmwEdgeError(f"{src.frames[index].name} of {src.label} could not be decoded")
+        tiny += any(have < TINY_FRACTION * need for have, need in zip(image.shape[:2], input_hw, strict=True))
         for slot in slots[index]:
             box = picked[slot].box
             inputs[slot] = make_input(image, box) if draws is None else make_input(*_augment(image, box, draws[slot]))
+    return len(slots), tiny
 
 
 def _augment(image: np.ndarray, box: np.ndarray, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -373,13 +258,6 @@ def _augment(image: np.ndarray, box: np.ndarray, draws: np.ndarray) -> tuple[np.
     return cv2.addWeighted(image, alpha, image, 0.0, beta), box.astype(np.float32)  # rounds and saturates
 
 
-def _skipped_text(not_images: list[str], unreadable: list[str]) -> str:
-    parts = [f"{len(names)} {why}, e.g. {', '.join(names[:_SHOWN_NAMES])}"
-             for names, why in ((not_images, "not images"), (unreadable, "could not be decoded")) if names]
-    total = len(not_images) + len(unreadable)
-    return f"{total} file{'s' if total != 1 else ''} skipped ({'; '.join(parts)})"
-
-
 def _calibration_set(inputs: np.ndarray, sources: list[str], description: str) -> CalibrationSet:
     inputs = np.ascontiguousarray(inputs, np.float32)
     digest = hashlib.sha256(str(inputs.shape).encode())
@@ -390,7 +268,7 @@ def _calibration_set(inputs: np.ndarray, sources: list[str], description: str) -
 # --------------------------------------------------------------------------- cache
 
 
-def _cached(src: _Source, request: _Request, extra_key: dict, cache: bool,
+def _cached(src: Source, request: _Request, extra_key: dict, cache: bool,
             build: Callable[[], CalibrationSet]) -> CalibrationSet:
     """The set from the cache when its key is there, else built (and stored when `cache`)."""
     if not cache:

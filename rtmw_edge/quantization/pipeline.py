@@ -1,214 +1,263 @@
-"""`rtmw-edge quantize`: FP32 artifact -> calibration -> INT8 -> accuracy gate (-> mixed precision) -> record.
+"""`quantize()`: FP32 artifact -> calibration -> INT8 -> accuracy gate (-> mixed precision) -> record.
 
-One folder holds the FP32 and INT8 artifacts, `quantization.json` and `report.md`. The gate decides; a
-failed gate keeps the artifacts but marks them failed, and the command exits non-zero.
+One result folder, `<out>/<model>-<backend>/`, holds the FP32 and INT8 artifacts, quantization.json (the typed
+record) and report.md. The gate decides; a failed gate keeps the artifacts but marks them failed, and the CLI
+exits non-zero.
 """
 
 from __future__ import annotations
 
 import copy
-import json
+import dataclasses
 import math
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from rtmw_edge.artifact import Artifact, ArtifactMeta, load_artifact, write_metadata
-from rtmw_edge.backends import get_backend
+from rtmw_edge.artifact import Artifact, load_artifact, write_metadata
+from rtmw_edge.backends import get_backend, open_runner
 from rtmw_edge.backends.base import AccuracyControl, KeepFloat
+from rtmw_edge.bench.timing import interleaved_latency
+from rtmw_edge.detector import Detector, open_detector
 from rtmw_edge.errors import RtmwEdgeError
-from rtmw_edge.export import artifact_dir, export_detector, export_model
+from rtmw_edge.evaluation.boxes import detector_ap
+from rtmw_edge.evaluation.ground_truth import GroundTruthSet
+from rtmw_edge.exporter import artifact_dir, export_detector, export_model
 from rtmw_edge.fileio import atomic_dir
 from rtmw_edge.machine import ISA_FLAGS, cpu_flags, cpu_name, has_vnni, tool_versions
 from rtmw_edge.model import get_spec
-from rtmw_edge.quantization.gate import Budget, GroundTruthSet, Verdict, judge
+from rtmw_edge.quantization.calibration import CalibrationSet, detector_calibration, pose_calibration
+from rtmw_edge.quantization.gate import Budget, Verdict, judge
 from rtmw_edge.quantization.groups import LAYER_GROUPS, patterns
-from rtmw_edge.quantization.recipe import detector_settings, load_recipe
+from rtmw_edge.quantization.recipe import AccuracyControlRecipe, LayerSearchRecipe, Recipe, Sensitivity, load_recipe
+from rtmw_edge.quantization.record import (
+    RECORD_FILE,
+    Accuracy,
+    ArtifactFacts,
+    Artifacts,
+    Attempt,
+    CalibrationFacts,
+    DetectorRecord,
+    Evaluation,
+    Machine,
+    Pair,
+    QuantizationRecord,
+)
+from rtmw_edge.quantization.report import render_report, render_table
+from rtmw_edge.quantization.scoring import PoseScorer
 
 LATENCY_RUNS = 10
+REPORT_FILE = "report.md"
 
 
-@dataclass
-class QuantizeRequest:
-    backend: str
-    model: str = "rtmw-m"
-    weights: str = "auto"
-    allow_untrained: bool = False
-    source: str | None = None  # an FP32 artifact to start from instead of exporting
-    calib: str | None = None
-    calib_images: str | None = None
-    eval_json: str | None = None
-    eval_images: str | None = None
-    detector: str | None = None  # a detector ONNX to quantize too (and to find people in calibration images)
-    recipe: str | None = None
-    budget: Budget = field(default_factory=Budget)
-    out: str = "quantized"
-    overwrite: bool = False
-    threads: int | None = None
-    sensitivity: bool = False  # also measure each layer group quantized alone
-    progress: bool = True
-
-
-@dataclass
-class Outcome:
-    folder: Path
-    record: dict
-    table: str
+@dataclass(frozen=True)
+class QuantizeResult:
+    folder: Path  # <out>/<model>-<backend>/
+    fp32: Artifact
+    int8: Artifact
+    record: QuantizationRecord
+    table: str  # what the CLI prints
+    detector_int8: Artifact | None = None
 
     @property
     def passed(self) -> bool:
         """False only when a judged gate failed (untrained weights are reported, not judged)."""
-        return all(v["passed"] is not False for v in self.record["verdicts"].values())
+        return self.record.passed
+
+    @property
+    def record_path(self) -> Path:
+        return self.folder / RECORD_FILE
+
+    @property
+    def report_path(self) -> Path:
+        return self.folder / REPORT_FILE
 
 
-def run_quantize(request: QuantizeRequest) -> Outcome:
-    recipe = load_recipe(request.backend, request.recipe)
-    fmt = get_backend(request.backend).name
-    source = _fp32_source(request) if request.source else None
-    spec = get_spec(source.meta.model if source else request.model)
-    evaluation = GroundTruthSet.open(request.eval_json, request.eval_images) if request.eval_json else None
-    target = Path(request.out) / f"{spec.name}-{request.backend}-int8"
-    if target.exists() and not request.overwrite:
+@dataclass(frozen=True)
+class _Job:
+    recipe: Recipe
+    budget: Budget
+    threads: int | None
+    progress: bool
+
+
+def quantize(model: str | Path, backend: str, calibration: str | Path | None = None, *,
+             calibration_images: str | Path | None = None, evaluation: str | Path | None = None,
+             evaluation_images: str | Path | None = None, weights: str = "auto", allow_untrained: bool = False,
+             detector: str | Path | None = None, recipe: str | Path | None = None,
+             max_drop: tuple[float, float] | None = None, out: str | Path = "quantized", overwrite: bool = False,
+             threads: int | None = None, sensitivity: bool = False, progress: bool = True) -> QuantizeResult:
+    """INT8 `model` for `backend`, calibrated, judged against FP32 on the same backend, and recorded.
+
+    model: a registered model name or alias (exported with `weights`, see `rtmw-edge export`), or the folder of
+        an FP32 pose artifact for `backend`.
+    calibration: None (the shipped photos), a folder of images, a video, or a COCO(-WholeBody) JSON whose images
+        are in `calibration_images` (default: beside the JSON).
+    evaluation: a COCO-WholeBody JSON (images in `evaluation_images`, default beside it): the gate compares AP on
+        it; None: the gate measures INT8's agreement with FP32 on held-out crops of the shipped photos.
+    detector: a person detector ONNX: quantized and judged too, and it finds the people in `calibration` images.
+    recipe: a TOML file whose keys override the backend's shipped recipe (quantize/<backend>.toml).
+    max_drop: (whole body, any part) AP points INT8 may lose; None: the recipe's [gate] budget.
+    out: the folder that receives `<model>-<backend>/`; `overwrite` replaces an existing one.
+    sensitivity: also measure each layer group quantized alone (the rows of a recipe's [sensitivity] table).
+    """
+    backend = get_backend(backend).name  # the one name, whatever alias was given
+    loaded = load_recipe(backend, recipe)
+    job = _Job(loaded, _budget(loaded, max_drop), threads, progress)
+    source, name, input_hw = _source(model, backend)
+    ground_truth = GroundTruthSet.open(evaluation, evaluation_images) if evaluation else None
+    finder = _open_detector(detector, loaded, threads)
+    target = Path(out) / f"{name}-{backend}"
+    if target.exists() and not overwrite:
         raise RtmwEdgeError(f"{target} already exists (use --overwrite to replace it)")
-    with atomic_dir(target, overwrite=request.overwrite) as folder:
-        fp32 = _place_fp32(request, source, spec.name, fmt, folder)
-        record = _quantize_pose(request, recipe, fp32, folder, evaluation)
-        if request.detector:
-            record["detector"] = _quantize_detector(request, recipe, fmt, folder, evaluation)
-            record["verdicts"]["detector"] = record["detector"]["verdict"]
-        from rtmw_edge.quantization.report import render_report, render_table
-
+    calib = _pose_calibration(job, calibration, calibration_images, input_hw, finder)
+    with atomic_dir(target, overwrite=overwrite) as folder:
+        fp32_dir = artifact_dir(folder, name, backend, "fp32")
+        if source is None:
+            export_model(name, backend, "fp32", weights=weights, out_dir=folder,
+                         allow_untrained=allow_untrained, progress=progress)
+        else:
+            shutil.copytree(source.folder, fp32_dir)
+        record = _quantize_pose(job, load_artifact(fp32_dir), calib, ground_truth, folder, sensitivity)
+        if detector is not None:
+            part, verdict = _quantize_detector(job, Path(detector), folder, ground_truth, calibration,
+                                               calibration_images)
+            record = dataclasses.replace(record, detector=part, verdicts={**record.verdicts, "detector": verdict})
         table = render_table(record)
-        (folder / "quantization.json").write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
-        (folder / "report.md").write_text(render_report(record, table))
-    return Outcome(target, record, table)
+        record.write(folder / RECORD_FILE)
+        (folder / REPORT_FILE).write_text(render_report(record, table))
+
+    def moved(facts: ArtifactFacts) -> Artifact:
+        return load_artifact(target / Path(facts.path).parent)
+
+    return QuantizeResult(target, moved(record.artifacts.fp32), moved(record.artifacts.int8), record, table,
+                          moved(record.detector.artifacts.int8) if record.detector else None)
+
+
+def _budget(recipe: Recipe, max_drop: tuple[float, float] | None) -> Budget:
+    """The recipe's [gate] budget, unless `max_drop` overrides it."""
+    if max_drop is not None:
+        return Budget(*max_drop)
+    return Budget(recipe.gate.max_drop_wholebody, recipe.gate.max_drop_part)
+
+
+def _source(model: str | Path, backend: str) -> tuple[Artifact | None, str, tuple[int, int]]:
+    """(the FP32 artifact to start from or None, the registered model name, the network input size)."""
+    if not isinstance(model, Path):
+        try:
+            spec = get_spec(model)
+            return None, spec.name, spec.input_hw
+        except RtmwEdgeError as exc:
+            if not Path(model).exists():
+                raise RtmwEdgeError(f"{exc}; nor is '{model}' an FP32 pose artifact folder") from exc
+    artifact = load_artifact(model)
+    meta = artifact.meta
+    if meta.kind != "pose" or meta.precision != "fp32":
+        raise RtmwEdgeError(f"{model} is a {meta.precision} {meta.kind} artifact: the source must be an FP32 pose "
+                            "artifact (made by `rtmw-edge export`)")
+    if meta.backend != backend:
+        raise RtmwEdgeError(f"{model} is for {meta.backend}, not {backend}: export it for {backend} first")
+    return artifact, get_spec(meta.model).name, (meta.input_hw[0], meta.input_hw[1])
+
+
+def _pose_calibration(job: _Job, source: str | Path | None, images_dir: str | Path | None,
+                      input_hw: tuple[int, int], finder: Detector | None) -> CalibrationSet:
+    recipe = job.recipe
+    return pose_calibration(source, input_hw, size=recipe.calibration.size, seed=recipe.calibration.seed,
+                            augment=recipe.calibration.augment, detector=finder, images_dir=images_dir,
+                            progress=job.progress)
+
+
+def _open_detector(path: str | Path | None, recipe: Recipe, threads: int | None) -> Detector | None:
+    """The detector with the recipe's thresholds: they decide the boxes of calibration and of its judging."""
+    return open_detector(path, score_threshold=recipe.detector.score_threshold, threads=threads,
+                         options={"nms_iou": recipe.detector.nms_iou})
 
 
 # ------------------------------------------------------------------------------------------------ pose
 
-def _fp32_source(request: QuantizeRequest) -> Artifact:
-    artifact = load_artifact(request.source)
-    meta = artifact.meta
-    if meta.kind != "pose" or meta.precision not in ("fp32",):
-        raise RtmwEdgeError(f"{request.source} is a {meta.precision} {meta.kind} artifact: the source must be an "
-                            "FP32 pose artifact (made by `rtmw-edge export`)")
-    if meta.backend != request.backend:
-        raise RtmwEdgeError(f"{request.source} is for {meta.backend}, not {request.backend}: export it for "
-                            f"{request.backend} first")
-    return artifact
-
-
-def _place_fp32(request: QuantizeRequest, source: Artifact | None, name: str, fmt: str, folder: Path) -> Artifact:
-    if source is None:
-        return export_model(name, fmt, "fp32", weights=request.weights, out_dir=folder,
-                            allow_untrained=request.allow_untrained, progress=request.progress)[0]
-    copied = artifact_dir(folder, name, fmt, "fp32")
-    shutil.copytree(source.folder, copied)
-    return load_artifact(copied)
-
-
-def _quantize_pose(request: QuantizeRequest, recipe: dict, fp32: Artifact, folder: Path,
-                   evaluation: GroundTruthSet | None) -> dict:
-    from rtmw_edge.quantization import scoring
-    from rtmw_edge.quantization.calibration import pose_calibration
-
-    calib_cfg = recipe["calibration"]
-    detector = _calibration_detector(request)
-    calib = pose_calibration(request.calib, tuple(fp32.meta.input_hw), size=calib_cfg["size"],
-                             seed=calib_cfg["seed"], augment=calib_cfg["augment"], detector=detector,
-                             images_dir=request.calib_images, progress=request.progress)
-    scorer = scoring.PoseScorer(fp32, evaluation, request.threads, seed=calib_cfg["seed"] + 1,
-                                progress=request.progress)
-    sensitivity = _sensitivity(request, recipe, fp32, calib, scorer, folder) if request.sensitivity else None
-    keep = list(recipe["keep_float"]["groups"])
+def _quantize_pose(job: _Job, fp32: Artifact, calib: CalibrationSet, ground_truth: GroundTruthSet | None,
+                   folder: Path, measure_sensitivity: bool) -> QuantizationRecord:
+    recipe = job.recipe
+    scorer = PoseScorer(fp32, ground_truth, job.threads, seed=recipe.calibration.seed + 1,
+                        reference_crops=recipe.gate.reference_crops, progress=job.progress)
+    sensitivity = _sensitivity(job, fp32, calib, scorer, folder) if measure_sensitivity else None
+    keep = list(recipe.keep_float.groups)
     order = _revert_order(recipe, keep)
-    gate = recipe["gate"]
+    accuracy_control = recipe.gate.accuracy_control
     control = None
     attempts = []
     while True:
-        int8 = _quantize_once(request.backend, recipe, fp32, calib, keep, folder, control)
+        int8 = _quantize_once(recipe.backend, recipe.quantizer, fp32, calib, keep, folder, control)
         int8_ap, extra = scorer.score(int8)
-        verdict = judge(scorer.fp32_ap, int8_ap, request.budget, fp32.meta.trained)
-        attempts.append({"kept_float": list(keep), "int8_ap": int8_ap, "drops": verdict.drops,
-                         "verdict": verdict.label, "search": "nncf accuracy control" if control else "groups",
-                         "reverted_layers": int8.meta.quantization["reverted_layers"]})
-        if verdict.passed is not False or not gate["fallback"] or control is not None:
+        verdict = judge(scorer.fp32_ap, int8_ap, job.budget, fp32.meta.trained)
+        attempts.append(Attempt(list(keep), int8_ap, verdict, "backend accuracy control" if control else "groups",
+                                int8.meta.quantization["reverted_layers"]))
+        if verdict.passed is not False or not recipe.gate.fallback or control is not None:
             break
-        if gate.get("accuracy_control", {}).get("enabled"):  # the backend's own search instead of groups
-            control = _accuracy_control(fp32, scorer, request.budget, gate["accuracy_control"])
+        if accuracy_control is not None and accuracy_control.enabled:  # the backend's own search instead of groups
+            control = _accuracy_control(fp32, scorer, job.budget, accuracy_control)
             continue
         if not order:
             break
         keep.append(order.pop(0))
-    _mark(int8, verdict, keep, calib, recipe)
-    latency = _latency(fp32, int8, request.threads)
-    return {
-        "model": fp32.meta.model, "backend": request.backend, "trained": fp32.meta.trained,
-        "weights": fp32.meta.weights, "recipe": recipe, "seed": calib_cfg["seed"],
-        "calibration": {"sha256": calib.sha256, "size": len(calib.inputs), "sources": calib.sources,
-                        "description": calib.description},
-        "evaluation": scorer.description, "budget": asdict(request.budget),
-        "artifacts": {"fp32": _facts(fp32), "int8": _facts(int8)},
-        "accuracy": {"fp32": scorer.fp32_ap, "int8": int8_ap, **extra},
-        "reverted_to_float": keep[len(recipe["keep_float"]["groups"]):], "kept_float": keep,
-        "reverted_layers": int8.meta.quantization["reverted_layers"],
-        "attempts": attempts, "latency_ms": latency, "sensitivity": sensitivity,
-        "verdicts": {"pose": _verdict_dict(verdict)},
-        "machine": {"cpu": cpu_name(), "vnni": has_vnni(), "flags": sorted(cpu_flags() & ISA_FLAGS)},
-        "tools": tool_versions(),
-    }
+    _mark(int8, verdict, keep, calib, recipe.quantizer)
+    return QuantizationRecord(
+        model=fp32.meta.model, backend=recipe.backend, trained=fp32.meta.trained, weights=fp32.meta.weights,
+        recipe=recipe.tables(), calibration=_calibration_facts(calib, recipe.calibration.seed),
+        evaluation=Evaluation(scorer.metric, scorer.description), budget=job.budget,
+        artifacts=Artifacts(_facts(fp32), _facts(int8)), accuracy=Accuracy(scorer.fp32_ap, int8_ap, **extra),
+        kept_float=keep, reverted_to_float=keep[len(recipe.keep_float.groups):],
+        reverted_layers=int8.meta.quantization["reverted_layers"], attempts=attempts,
+        latency_ms=_latency(fp32, int8, job.threads), sensitivity=sensitivity, verdicts={"pose": verdict},
+        machine=Machine(cpu_name(), has_vnni(), sorted(cpu_flags() & ISA_FLAGS)), tools=tool_versions())
 
 
-
-def _sensitivity(request: QuantizeRequest, recipe: dict, fp32: Artifact, calib, scorer, folder: Path) -> dict:
+def _sensitivity(job: _Job, fp32: Artifact, calib: CalibrationSet, scorer: PoseScorer,
+                 folder: Path) -> dict[str, Sensitivity]:
     """Whole-body AP x100 with only one layer group in int8 (the others float): low means sensitive.
 
     The figures go into a recipe's [sensitivity] table, which orders the gate's reverts.
     """
     groups = list(LAYER_GROUPS)
     measured = {}
-    for group in tqdm(groups, desc="sensitivity", disable=not request.progress, leave=False):
-        int8 = _quantize_once(request.backend, recipe, fp32, calib, [g for g in groups if g != group], folder)
-        ap, extra = scorer.score(int8)
-        measured[group] = {"ap": round(100 * ap["wholebody"], 2), "snr_db": extra.get("logit_snr_db")}
+    for group in tqdm(groups, desc="sensitivity", disable=not job.progress, leave=False):
+        others = [g for g in groups if g != group]
+        ap, extra = scorer.score(_quantize_once(job.recipe.backend, job.recipe.quantizer, fp32, calib, others, folder))
+        measured[group] = Sensitivity(round(100 * ap["wholebody"], 2), extra.get("logit_snr_db"))
     return measured
 
 
-def _accuracy_control(fp32: Artifact, scorer, budget: Budget, settings: dict) -> AccuracyControl:
+def _accuracy_control(fp32: Artifact, scorer: PoseScorer, budget: Budget,
+                      accuracy_control: AccuracyControlRecipe) -> AccuracyControl:
     """The backend's own search, judged by the gate's whole-body metric on each candidate network."""
     return AccuracyControl(validate=lambda runner: scorer.score(fp32, runner)[0]["wholebody"],
-                           max_drop=budget.wholebody / 100, max_iterations=settings["max_iterations"],
-                           ranking_inputs=settings["ranking_inputs"])
+                           max_drop=budget.wholebody / 100, max_iterations=accuracy_control.max_iterations,
+                           ranking_inputs=accuracy_control.ranking_inputs)
 
 
-def _calibration_detector(request: QuantizeRequest):
-    from rtmw_edge.detector import open_detector
-
-    return open_detector(request.detector, threads=request.threads)
-
-
-def _revert_order(recipe: dict, keep: list[str]) -> list[str]:
+def _revert_order(recipe: Recipe, keep: list[str]) -> list[str]:
     """Groups to revert on a failed gate: most sensitive first (lowest AP alone in int8, then lowest logit
     SNR), then the recipe's order for groups not measured."""
-    measured = sorted(recipe.get("sensitivity", {}).items(),
-                      key=lambda kv: (kv[1]["ap"], kv[1].get("snr_db", math.inf)))
-    order = [g for g, _ in measured] + list(recipe["gate"]["revert_order"])
+    measured = sorted(recipe.sensitivity.items(),
+                      key=lambda kv: (kv[1].ap, math.inf if kv[1].snr_db is None else kv[1].snr_db))
+    order = [g for g, _ in measured] + list(recipe.gate.revert_order)
     return list(dict.fromkeys(g for g in order if g not in keep))
 
 
-def _quantize_once(backend: str, recipe: dict, fp32: Artifact, calib, keep: list[str], folder: Path,
-                   control: AccuracyControl | None = None) -> Artifact:
+def _quantize_once(backend: str, settings: dict, fp32: Artifact, calib: CalibrationSet, keep: list[str],
+                   folder: Path, control: AccuracyControl | None = None) -> Artifact:
     """`keep` names layer groups and backend layers (what a layer search found) to leave in float."""
     target = artifact_dir(folder, fp32.meta.model, backend, "int8")
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir()
     groups = [k for k in keep if k in LAYER_GROUPS]
     kept = KeepFloat(tuple(patterns(groups)), tuple(k for k in keep if k not in LAYER_GROUPS))
-    written = get_backend(backend).quantize(fp32.network, calib.inputs, recipe["quantizer"], kept, target,
-                                            fp32.meta.model, control)
+    written = get_backend(backend).quantize(fp32.network, calib.inputs, settings, kept, target, fp32.meta.model,
+                                            control)
     meta = copy.deepcopy(fp32.meta)
     meta.precision, meta.main_file = "int8", written.main_file
     meta.input_name, meta.output_names = written.input_name, written.output_names
@@ -218,86 +267,78 @@ def _quantize_once(backend: str, recipe: dict, fp32: Artifact, calib, keep: list
     return load_artifact(target)
 
 
-def _mark(int8: Artifact, verdict: Verdict, keep: list[str], calib, recipe: dict) -> None:
+def _mark(int8: Artifact, verdict: Verdict, keep: list[str], calib: CalibrationSet, settings: dict) -> None:
     """Record the recipe, calibration and gate result in the INT8 artifact's own sidecar."""
     int8.meta.quantization.update({"gate": verdict.label, "reason": verdict.reason, "kept_float": keep,
-                                   "calibration_sha256": calib.sha256, "quantizer": recipe["quantizer"]})
+                                   "calibration_sha256": calib.sha256, "quantizer": settings})
     write_metadata(int8.folder, int8.meta)
 
 
-def _latency(fp32: Artifact, int8: Artifact, threads: int | None) -> dict[str, float]:
-    from rtmw_edge.backends import open_runner
-    from rtmw_edge.bench.timing import interleaved_latency
-
+def _latency(fp32: Artifact, int8: Artifact, threads: int | None) -> Pair:
     batch = np.zeros((1, 3, *fp32.meta.input_hw), np.float32)
     runners = {a.meta.precision: open_runner(a.main_path, a.meta.backend, threads=threads,
                                              input_name=a.meta.input_name, output_names=a.meta.output_names)
                for a in (fp32, int8)}
     times = interleaved_latency({k: (lambda r=r: r.run(batch)) for k, r in runners.items()}, runs=LATENCY_RUNS)
-    return {k: round(float(np.median(v)) * 1000, 2) for k, v in times.items()}
+    return Pair(**{k: round(float(np.median(v)) * 1000, 2) for k, v in times.items()})
 
 
-def _facts(artifact: Artifact) -> dict:
+def _facts(artifact: Artifact) -> ArtifactFacts:
     size = sum((artifact.folder / name).stat().st_size for name in artifact.meta.files)
-    return {"path": f"{artifact.folder.name}/{artifact.meta.main_file}", "precision": artifact.meta.precision,
-            "size_mb": round(size / 1e6, 2), "trained": artifact.meta.trained}
+    return ArtifactFacts(f"{artifact.folder.name}/{artifact.meta.main_file}", artifact.meta.precision,
+                         round(size / 1e6, 2), artifact.meta.trained)
 
 
-def _verdict_dict(verdict: Verdict) -> dict:
-    return {"passed": verdict.passed, "label": verdict.label, "reason": verdict.reason, "drops": verdict.drops}
+def _calibration_facts(calib: CalibrationSet, seed: int) -> CalibrationFacts:
+    return CalibrationFacts(calib.sha256, len(calib.inputs), seed, calib.description, calib.sources)
 
 
 # -------------------------------------------------------------------------------------------- detector
 
-def _quantize_detector(request: QuantizeRequest, recipe: dict, fmt: str, folder: Path,
-                       evaluation: GroundTruthSet | None) -> dict:
-    from rtmw_edge.detector import open_detector
-    from rtmw_edge.quantization.calibration import detector_calibration
-    from rtmw_edge.quantization.gate import detector_ap
-
-    fp32 = export_detector(request.detector, fmt, "fp32", out_dir=folder)[0]
-    recipe = {**recipe, "quantizer": detector_settings(recipe)}
-    calib_cfg = recipe["calibration"]
-    calib = detector_calibration(request.calib, tuple(fp32.meta.input_hw), seed=calib_cfg["seed"],
-                                 augment=calib_cfg["augment"], progress=request.progress)
-    int8 = _quantize_once(request.backend, recipe, fp32, calib, [], folder)
-    if evaluation is None:
+def _quantize_detector(job: _Job, onnx: Path, folder: Path, ground_truth: GroundTruthSet | None,
+                       calibration: str | Path | None,
+                       calibration_images: str | Path | None) -> tuple[DetectorRecord, Verdict]:
+    recipe = job.recipe
+    fp32 = export_detector(onnx, recipe.backend, "fp32", out_dir=folder)[0]
+    settings = {**recipe.quantizer, **recipe.detector.quantizer}  # [detector.quantizer] over [quantizer]
+    calib = detector_calibration(calibration, tuple(fp32.meta.input_hw), size=recipe.detector.calibration_size,
+                                 seed=recipe.calibration.seed, augment=recipe.calibration.augment,
+                                 images_dir=calibration_images, progress=job.progress)
+    int8 = _quantize_once(recipe.backend, settings, fp32, calib, [], folder)
+    box_ap, attempts, reverted = None, [], []
+    if ground_truth is None:
         verdict = Verdict(None, {}, "not judged (no ground truth given: --eval)")
-        return {"artifacts": {"fp32": _facts(fp32), "int8": _facts(int8)}, "verdict": _verdict_dict(verdict),
-                "latency_ms": _latency(fp32, int8, request.threads)}
+    else:
+        def measure(artifact: Artifact) -> float:
+            return detector_ap(_open_detector(artifact.folder, recipe, job.threads), ground_truth, job.progress)
 
-    def box_ap(artifact: Artifact) -> float:
-        return detector_ap(open_detector(artifact.folder, threads=request.threads), evaluation, request.progress)
+        fp32_ap, int8_ap = measure(fp32), measure(int8)
+        verdict = judge({"box": fp32_ap}, {"box": int8_ap}, job.budget, trained=True, headline="box")
+        attempts.append(Attempt([], {"box": int8_ap}, verdict, "none"))
+        ranked = (_ranked_layers(recipe.backend, settings, recipe.gate.layer_search, fp32, calib)
+                  if verdict.passed is False and recipe.gate.fallback else [])
+        count = 1
+        while verdict.passed is False and count <= len(ranked):
+            # the most harmful layers back to float, doubling the count each time
+            reverted = ranked[:count]
+            int8 = _quantize_once(recipe.backend, settings, fp32, calib, reverted, folder)
+            int8_ap = measure(int8)
+            verdict = judge({"box": fp32_ap}, {"box": int8_ap}, job.budget, trained=True, headline="box")
+            attempts.append(Attempt(reverted, {"box": int8_ap}, verdict, "layers"))
+            count *= 2
+        box_ap = Pair(fp32_ap, int8_ap)
+    _mark(int8, verdict, reverted, calib, settings)
+    part = DetectorRecord(model=fp32.meta.model, artifacts=Artifacts(_facts(fp32), _facts(int8)),
+                          calibration=_calibration_facts(calib, recipe.calibration.seed),
+                          quantizer=settings, box_ap=box_ap, reverted_to_float=reverted, attempts=attempts,
+                          latency_ms=_latency(fp32, int8, job.threads))
+    return part, verdict
 
-    ap = {"fp32": box_ap(fp32), "int8": box_ap(int8)}
-    verdict = judge({"wholebody": ap["fp32"]}, {"wholebody": ap["int8"]}, request.budget, trained=True)
-    attempts = [{"kept_float": [], "box_ap": ap["int8"], "verdict": verdict.label}]
-    ranked = _ranked_layers(request.backend, recipe, fp32, calib) if verdict.passed is False else []
-    count = 1
-    while verdict.passed is False and recipe["gate"]["fallback"] and count <= len(ranked):
-        # the most harmful layers back to float, doubling the count each time
-        int8 = _quantize_once(request.backend, recipe, fp32, calib, ranked[:count], folder)
-        ap["int8"] = box_ap(int8)
-        verdict = judge({"wholebody": ap["fp32"]}, {"wholebody": ap["int8"]}, request.budget, trained=True)
-        attempts.append({"kept_float": ranked[:count], "box_ap": ap["int8"], "verdict": verdict.label})
-        count *= 2
-    reverted = attempts[-1]["kept_float"]
-    _mark(int8, verdict, reverted, calib, recipe)
-    return {"artifacts": {"fp32": _facts(fp32), "int8": _facts(int8)}, "box_ap": ap,
-            "verdict": _verdict_dict(verdict), "reverted_to_float": reverted, "attempts": attempts,
-            "latency_ms": _latency(fp32, int8, request.threads), "quantizer": recipe["quantizer"],
-            "calibration": {"sha256": calib.sha256, "size": len(calib.inputs)}}
 
-
-def _ranked_layers(backend: str, recipe: dict, fp32: Artifact, calib) -> list[str]:
+def _ranked_layers(backend: str, settings: dict, layer_search: LayerSearchRecipe | None, fp32: Artifact,
+                   calib: CalibrationSet) -> list[str]:
     """Layers by harm, from backends that can rank them cheaply; others revert nothing."""
     record = get_backend(backend)
-    return record.rank_layers(fp32.network, calib.inputs, recipe["quantizer"]) if record.ranks_layers else []
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, ArtifactMeta | Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    if not record.ranks_layers or layer_search is None:
+        return []
+    return record.rank_layers(fp32.network, calib.inputs, {**settings, "ranking_inputs": layer_search.ranking_inputs})

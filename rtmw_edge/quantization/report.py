@@ -2,69 +2,70 @@
 
 from __future__ import annotations
 
+from rtmw_edge.quantization.recipe import Sensitivity
+from rtmw_edge.quantization.record import QuantizationRecord
 from rtmw_edge.table import format_table
 
 PARTS = ("wholebody", "body", "foot", "face", "left_hand", "right_hand")
 PART_TITLES = ("AP whole", "body", "foot", "face", "l-hand", "r-hand")
 
 
-def render_table(record: dict) -> str:
+def render_table(record: QuantizationRecord) -> str:
     """One row per artifact: precision, size, AP per part (or agreement with FP32), latency, gate."""
-    mark = "" if record["trained"] else " (untrained)"
+    mark = "" if record.trained else " (untrained)"
     rows = []
     for precision in ("fp32", "int8"):
-        facts = record["artifacts"][precision]
-        ap = record["accuracy"][precision]
-        gate = "reference" if precision == "fp32" else record["verdicts"]["pose"]["label"]
-        rows.append([f"{record['model']}{mark}", record["backend"], precision, f"{facts['size_mb']:.1f}",
-                     *(f"{100 * ap[p]:.1f}" for p in PARTS), f"{record['latency_ms'][precision]:.1f}", gate])
-    detector = record.get("detector")
+        facts = getattr(record.artifacts, precision)
+        ap = getattr(record.accuracy, precision)
+        gate = "reference" if precision == "fp32" else record.verdicts["pose"].label
+        rows.append([f"{record.model}{mark}", record.backend, precision, f"{facts.size_mb:.1f}",
+                     *(f"{100 * ap[p]:.1f}" for p in PARTS), f"{getattr(record.latency_ms, precision):.1f}", gate])
+    detector = record.detector
     if detector:
         for precision in ("fp32", "int8"):
-            facts = detector["artifacts"][precision]
-            box_ap = detector.get("box_ap", {}).get(precision)
-            gate = "reference" if precision == "fp32" else detector["verdict"]["label"]
-            rows.append([f"detector {facts['path'].split('/')[0]}", record["backend"], precision,
-                         f"{facts['size_mb']:.1f}", "box AP " + (f"{100 * box_ap:.1f}" if box_ap is not None else "-"),
-                         "", "", "", "", "", f"{detector['latency_ms'][precision]:.1f}", gate])
+            facts = getattr(detector.artifacts, precision)
+            box_ap = "-" if detector.box_ap is None else f"{100 * getattr(detector.box_ap, precision):.1f}"
+            gate = "reference" if precision == "fp32" else record.verdicts["detector"].label
+            latency = getattr(detector.latency_ms, precision)
+            rows.append([f"detector {facts.path.split('/')[0]}", record.backend, precision, f"{facts.size_mb:.1f}",
+                         f"box AP {box_ap}", "", "", "", "", "", f"{latency:.1f}", gate])
     header = ["artifact", "backend", "precision", "size MB", *PART_TITLES, "latency ms", "gate"]
     return format_table(header, rows)
 
 
-def render_report(record: dict, table: str) -> str:
-    pose = record["verdicts"]["pose"]
+def render_report(record: QuantizationRecord, table: str) -> str:
+    pose = record.verdicts["pose"]
+    calibration = record.calibration
+    metric = ("COCO-WholeBody AP x100 against ground truth" if record.evaluation.metric == "ap" else
+              "agreement with FP32's own predictions (OKS AP x100 with FP32 as ground truth: FP32 scores 100)")
     lines = [
-        f"# INT8 {record['model']} on {record['backend']}",
+        f"# INT8 {record.model} on {record.backend}",
         "",
-        f"Weights: {record['weights']['kind']}" + ("" if record["trained"] else
-                                                   " — UNTRAINED: accuracy is reported, not judged."),
-        f"Evaluation: {record['evaluation']}",
-        f"Calibration: {record['calibration']['size']} inputs, sha256 {record['calibration']['sha256'][:16]}…"
-        f" ({record['calibration']['description']})",
-        f"Budget: whole body {record['budget']['wholebody']} AP, any part {record['budget']['part']} AP.",
-        f"Gate: **{pose['label']}** — {pose['reason']}.",
-        f"Kept in float: {', '.join(record['kept_float']) or 'nothing'}; reverted by the gate: "
-        f"{', '.join(record['reverted_to_float']) or 'nothing'}"
-        + (f"; layers the backend's accuracy search put back to float: {', '.join(record['reverted_layers'])}."
-           if record.get("reverted_layers") else "."),
-        f"Machine: {record['machine']['cpu']} (VNNI: {'yes' if record['machine']['vnni'] else 'no'}); "
+        f"Weights: {record.weights['kind']}" + ("" if record.trained else
+                                                " — UNTRAINED: accuracy is reported, not judged."),
+        f"Evaluation: {record.evaluation.description}",
+        f"Calibration: {calibration.size} inputs, sha256 {calibration.sha256[:16]}… ({calibration.description})",
+        f"Budget: whole body {record.budget.wholebody} AP, any part {record.budget.part} AP.",
+        f"Gate: **{pose.label}** — {pose.reason}.",
+        f"Kept in float: {', '.join(record.kept_float) or 'nothing'}; reverted by the gate: "
+        f"{', '.join(record.reverted_to_float) or 'nothing'}"
+        + (f"; layers the backend's accuracy search put back to float: {', '.join(record.reverted_layers)}."
+           if record.reverted_layers else "."),
+        f"Machine: {record.machine.cpu} (VNNI: {'yes' if record.machine.vnni else 'no'}); "
         f"latency is the median of interleaved batch-1 runs.",
         "",
-        "AP columns are COCO-WholeBody AP x100 against ground truth, or against FP32's own predictions when no "
-        "ground truth was given (then FP32 scores 100 by definition).",
+        f"AP columns: {metric}.",
         "",
         table,
         "",
     ]
-    detector = record.get("detector")
-    if detector:
-        verdict = detector["verdict"]
-        lines += [f"Detector gate: **{verdict['label']}** — {verdict['reason']}; layers reverted to float by the "
-                  f"search: {', '.join(detector.get('reverted_to_float') or []) or 'none'}.", ""]
-    if record.get("sensitivity"):
-        measured = sorted(record["sensitivity"].items(), key=lambda kv: kv[1]["ap"])
-        rows = [[group, f"{m['ap']:.1f}", "-" if m["snr_db"] is None else f"{m['snr_db']:.1f}"]
-                for group, m in measured]
+    if record.detector:
+        verdict = record.verdicts["detector"]
+        lines += [f"Detector gate: **{verdict.label}** — {verdict.reason}; layers reverted to float by the "
+                  f"search: {', '.join(record.detector.reverted_to_float) or 'none'}.", ""]
+    if record.sensitivity:
+        measured = sorted(record.sensitivity.items(), key=lambda kv: kv[1].ap)
+        rows = [[group, f"{m.ap:.1f}", "-" if m.snr_db is None else f"{m.snr_db:.1f}"] for group, m in measured]
         lines += ["## Sensitivity: one layer group in int8, the rest float (most sensitive first)", "",
                   format_table(["group", "AP whole x100", "logit SNR dB"], rows), "",
                   "As a recipe's table (the gate reverts the most sensitive first):", "", "```toml",
@@ -72,6 +73,6 @@ def render_report(record: dict, table: str) -> str:
     return "\n".join(lines)
 
 
-def _sensitivity_line(group: str, measured: dict) -> str:
-    snr = "" if measured["snr_db"] is None else f", snr_db = {round(float(measured['snr_db']), 1)}"
-    return f'"{group}" = {{ ap = {measured["ap"]}{snr} }}'
+def _sensitivity_line(group: str, measured: Sensitivity) -> str:
+    snr = "" if measured.snr_db is None else f", snr_db = {round(float(measured.snr_db), 1)}"
+    return f'"{group}" = {{ ap = {measured.ap}{snr} }}'

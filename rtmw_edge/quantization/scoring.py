@@ -8,29 +8,33 @@ from rtmw_edge import topdown
 from rtmw_edge.artifact import Artifact
 from rtmw_edge.backends.base import Runner
 from rtmw_edge.evaluation import PART_NAMES
+from rtmw_edge.evaluation.ground_truth import GroundTruthSet, pose_ap
 from rtmw_edge.predictor import BrokenOutputError
-from rtmw_edge.quantization.gate import GroundTruthSet, pose_ap
 
-REFERENCE_CROPS = 64  # held-out crops (another seed of the shipped set) when no ground truth is given
 CHUNK = 16
 
 
 class PoseScorer:
-    """Scores INT8 candidates against one FP32 artifact, computing the FP32 side once."""
+    """Scores INT8 candidates against one FP32 artifact, computing the FP32 side once.
+
+    Without ground truth, the reference is FP32's predictions on `reference_crops` held-out crops (the shipped
+    set under `seed`); the metric is then agreement, where FP32 scores 1 by definition.
+    """
 
     def __init__(self, fp32: Artifact, evaluation: GroundTruthSet | None, threads: int | None, seed: int,
-                 progress: bool = False) -> None:
+                 reference_crops: int, progress: bool = False) -> None:
         self.evaluation = evaluation
         self.threads = threads
         self.progress = progress
+        self.metric = "agreement" if evaluation is None else "ap"
         if evaluation is not None:
             self.description = f"COCO-WholeBody AP on {evaluation.json_path.name} (ground-truth boxes, no flip)"
             self.fp32_ap = pose_ap(self._predictor(fp32), evaluation, progress)
             return
         from rtmw_edge.quantization.calibration import pose_calibration
 
-        held_out = pose_calibration(None, tuple(fp32.meta.input_hw), size=REFERENCE_CROPS, seed=seed)
-        self.description = (f"agreement with FP32 on {REFERENCE_CROPS} held-out crops of the shipped set "
+        held_out = pose_calibration(None, tuple(fp32.meta.input_hw), size=reference_crops, seed=seed)
+        self.description = (f"agreement with FP32 on {reference_crops} held-out crops of the shipped set "
                             f"(seed {seed}): OKS AP per part with FP32's predictions as ground truth")
         self.crops = held_out.inputs
         self._reference = self._crop_predictions(self._predictor(fp32))

@@ -11,7 +11,7 @@ BACKEND = Backend(
     packages=("ncnn",),
     precisions=("fp32", "fp16"),
     devices=("cpu", "vulkan"),
-    tolerances={("pose", "fp32"): Tolerance(1e-3, 1.0), ("pose", "fp16"): Tolerance(5e-2, 0.0),
+    tolerances={("pose", "fp32"): Tolerance(2e-4, 1.0), ("pose", "fp16"): Tolerance(1e-2, 0.0),
                 ("detector", "fp32"): Tolerance(1e-3, 0.0), ("detector", "fp16"): Tolerance(2e-2, 0.0)},
     ranks_layers=True,
 )

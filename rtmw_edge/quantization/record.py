@@ -1,0 +1,158 @@
+"""quantization.json as typed data: what `rtmw-edge quantize` measured and decided, written and read here only.
+
+Accuracy figures are fractions (AP 0..1); with ground truth they are COCO-WholeBody AP (`metric` "ap"), without
+it INT8's agreement with FP32's own predictions (`metric` "agreement", FP32 scores 1 by definition).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.fileio import atomic_file
+from rtmw_edge.quantization.gate import Budget, Verdict
+from rtmw_edge.quantization.recipe import Sensitivity
+from rtmw_edge.typed import Mismatch, from_plain, to_plain
+
+RECORD_FILE = "quantization.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ArtifactFacts:
+    path: str  # '<artifact folder>/<main file>', relative to the result folder
+    precision: str
+    size_mb: float
+    trained: bool
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    fp32: ArtifactFacts
+    int8: ArtifactFacts
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One figure of the FP32 artifact and of the INT8 one (latency: ms, the median of interleaved batch-1 runs
+    on this machine; box AP: 0..1)."""
+
+    fp32: float
+    int8: float
+
+
+@dataclass(frozen=True)
+class CalibrationFacts:
+    sha256: str
+    size: int
+    seed: int
+    description: str
+    sources: list[str]  # where each input came from
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metric: Literal["ap", "agreement"]
+    description: str
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Per part (wholebody, body, foot, face, left_hand, right_hand); the extra figures come with agreement."""
+
+    fp32: dict[str, float]
+    int8: dict[str, float]
+    nme: dict[str, float] | None = None  # normalised keypoint error per part
+    logit_snr_db: float | None = None
+    broken: str | None = None  # why INT8's outputs scored 0 (non-finite or all zero)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One INT8 candidate the gate judged."""
+
+    kept_float: list[str]  # layer groups (pose) or layers (detector) left in float
+    int8: dict[str, float]  # its accuracy: per part (pose), or {"box": box AP} (detector)
+    verdict: Verdict
+    search: str  # what chose kept_float: "groups", "backend accuracy control", "layers", or "none"
+    reverted_layers: list[str] = field(default_factory=list)  # layers the backend's own search put back to float
+
+
+@dataclass(frozen=True)
+class DetectorRecord:
+    """The person detector of --detector, quantized like the pose model and judged on box AP."""
+
+    model: str
+    artifacts: Artifacts
+    calibration: CalibrationFacts
+    quantizer: dict[str, Any]
+    box_ap: Pair | None  # None: not judged (no ground truth)
+    reverted_to_float: list[str]
+    attempts: list[Attempt]
+    latency_ms: Pair
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpu: str
+    vnni: bool
+    flags: list[str]  # the instruction sets that decide INT8 speed
+
+
+@dataclass(frozen=True)
+class QuantizationRecord:
+    """Everything one `quantize` run decided and measured: enough to trust, compare or redo it."""
+
+    model: str
+    backend: str
+    trained: bool
+    weights: dict[str, Any]
+    recipe: dict[str, Any]  # the recipe as TOML tables, defaults and overrides merged
+    calibration: CalibrationFacts
+    evaluation: Evaluation
+    budget: Budget
+    artifacts: Artifacts
+    accuracy: Accuracy
+    kept_float: list[str]
+    reverted_to_float: list[str]  # groups the gate put back to float beyond the recipe's
+    reverted_layers: list[str]
+    attempts: list[Attempt]
+    latency_ms: Pair
+    sensitivity: dict[str, Sensitivity] | None
+    verdicts: dict[str, Verdict]  # "pose", and "detector" with --detector
+    machine: Machine
+    tools: dict[str, str]
+    detector: DetectorRecord | None = None
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def passed(self) -> bool:
+        """False only when a judged gate failed (untrained weights are reported, not judged)."""
+        return all(v.passed is not False for v in self.verdicts.values())
+
+    def write(self, path: str | Path, overwrite: bool = False) -> None:
+        with atomic_file(path, overwrite=overwrite) as tmp:
+            tmp.write_text(json.dumps(to_plain(self), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, path: str | Path) -> QuantizationRecord:
+        """The record in `path`; a missing, damaged or foreign file is one RtmwEdgeError."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise RtmwEdgeError(f"quantization record {path} does not exist") from exc
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise RtmwEdgeError(f"{path} is not a quantization record (not readable JSON: {exc})") from exc
+        if not isinstance(data, dict) or "verdicts" not in data or "accuracy" not in data:
+            raise RtmwEdgeError(f"{path} is not a quantization record (no 'accuracy' and 'verdicts')")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise RtmwEdgeError(f"{path} is a quantization record of format {data.get('format_version')!r}; this "
+                                f"rtmw-edge reads format {FORMAT_VERSION}: quantize again")
+        try:
+            return from_plain(cls, data)
+        except Mismatch as exc:
+            raise RtmwEdgeError(f"{path} is a damaged quantization record ({exc})") from exc

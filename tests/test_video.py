@@ -28,6 +28,7 @@ import rtmw_edge
 from rtmw_edge import cli
 from rtmw_edge.bench import read_results
 from rtmw_edge.detector import box_iou
+from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.predictor import Person, Predictor
 from rtmw_edge.video import OneEuro, OneEuroParams, PoseStream
 from rtmw_edge.video.tracker import Track, Tracker, carried_box
@@ -110,6 +111,15 @@ def test_reset_starts_a_new_clip_and_ids_are_never_reused(predictor, clip):
     second = {p.track_id for persons in _run(stream, clip.frames[:10]) for p in persons}
     assert len(first) == len(second) == PEOPLE and not first & second
     assert stream.detections == 2  # frames 0 and 5 of the new clip
+
+
+def test_frames_a_camera_dropped_are_skipped_over_and_a_frame_from_the_past_is_refused(predictor, clip):
+    stream = PoseStream(predictor, det_every=5, track=True)
+    first = stream(clip.frames[0], 0)
+    later = stream(clip.frames[3], 3)  # frames 1 and 2 dropped: the boxes are carried over them
+    assert stream.detections == 1 and [p.track_id for p in later] == [p.track_id for p in first]
+    with pytest.raises(RtmwEdgeError, match="frame 3 does not come after frame 3: call reset"):
+        stream(clip.frames[3], 3)
 
 
 def _person(x: float, y: float, size: float = 100.0) -> Person:

@@ -3,6 +3,7 @@ process for its start-up cost."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtmw_edge.bench.results import Video, VideoFps
 from rtmw_edge.bench.timing import interleaved_latency
 from rtmw_edge.detector import Detector
 from rtmw_edge.predictor import Predictor
@@ -42,25 +44,36 @@ def measure_latency(predictors: Mapping[str, Predictor], batch: int, runs: int, 
     return out
 
 
-def measure_video(predictors: Mapping[str, Predictor], video: Path, detector: Detector, det_every: int,
-                  rounds: int = VIDEO_ROUNDS, progress: bool = False) -> tuple[int, dict[str, np.ndarray]]:
-    """Frames in `video`, and each artifact's seconds per pass over it as `predict VIDEO --det-every N --track
-    --smooth` runs it (decoding on its thread, detector, pose, tracking, smoothing; not drawing or writing),
-    passes interleaved across artifacts. The predictors are warm: measure_latency ran them first."""
+def open_video(path: str | Path, detector: str | Path, det_every: int, rounds: int = VIDEO_ROUNDS) -> Video:
+    """The video's facts, read before any artifact is loaded (a file that does not open fails here, in one line);
+    its frame count is the one measure_video decodes."""
+    with FrameReader(path) as reader:
+        width, height = reader.size
+    return Video(file=str(path), width=width, height=height, frames=reader.total or 0, det_every=det_every,
+                 rounds=rounds, detector=Path(detector).name)
+
+
+def measure_video(predictors: Mapping[str, Predictor], video: Video, detector: Detector,
+                  progress: bool = False) -> tuple[Video, dict[str, VideoFps]]:
+    """Each artifact's frames per second over `video` as `predict VIDEO --det-every N --track --smooth` runs it
+    (decoding on its thread, detector, pose, tracking, smoothing; not drawing or writing), passes interleaved
+    across artifacts; and the video with the frame count decoded. The predictors are warm: measure_latency ran
+    them first."""
     counts: dict[str, int] = {}
 
     def one_pass(name: str, predictor: Predictor) -> None:
-        stream = PoseStream(predictor, det_every=det_every, track=True, smooth=True, detector=detector)
+        stream = PoseStream(predictor, det_every=video.det_every, track=True, smooth=True, detector=detector)
         frames = 0
-        with FrameReader(video) as reader:
+        with FrameReader(video.file) as reader:
             for frame in reader:
                 stream(frame.image, frame.index)
                 frames += 1
         counts[name] = frames
 
     passes = {name: lambda n=name, p=predictor: one_pass(n, p) for name, predictor in predictors.items()}
-    seconds = interleaved_latency(passes, runs=rounds, warmup=0, progress=progress)
-    return min(counts.values()), seconds
+    seconds = interleaved_latency(passes, runs=video.rounds, warmup=0, progress=progress)
+    frames = min(counts.values())
+    return dataclasses.replace(video, frames=frames), {n: VideoFps.of(frames, s) for n, s in seconds.items()}
 
 
 def _crops(predictor: Predictor, size: int) -> np.ndarray:

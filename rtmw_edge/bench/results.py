@@ -75,7 +75,7 @@ class Figures:
     speedup: Speedup
     accuracy: Accuracy
     e2e_ms: Latency | None  # per frame, detector + pose; None without --detector
-    video_fps: VideoFps | None  # frames per second over --video; None without it
+    video_fps: VideoFps | None = None  # frames per second over --video; None without it
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,21 +15,10 @@ from tqdm import tqdm
 from rtmw_edge.artifact import METADATA_FILE, Artifact, load_artifact
 from rtmw_edge.backends import REFERENCE_BACKEND
 from rtmw_edge.bench.accuracy import artifact_accuracy
-from rtmw_edge.bench.measure import VIDEO_ROUNDS, WARMUP, cold_load, measure_latency, measure_video
+from rtmw_edge.bench.measure import WARMUP, cold_load, measure_latency, measure_video, open_video
 from rtmw_edge.bench.output import BENCH_FILES, check_free, write_bench
 from rtmw_edge.bench.render import render_table
-from rtmw_edge.bench.results import (
-    Accuracy,
-    BenchResults,
-    Figures,
-    Frame,
-    Latency,
-    RunSettings,
-    Skipped,
-    Speedup,
-    Video,
-    VideoFps,
-)
+from rtmw_edge.bench.results import Accuracy, BenchResults, Figures, Frame, Latency, RunSettings, Skipped, Speedup
 from rtmw_edge.bench.timing import speedup
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.machine import cpu_name, describe_machine
@@ -164,7 +152,10 @@ def run_bench(paths: Sequence[str | Path], settings: BenchSettings) -> BenchRun:
     out = Path(settings.out)
     check_free(out, BENCH_FILES, settings.overwrite)
     evaluation, frame, frame_info = _inputs(settings, threads)
-    video = _video(settings)
+    if settings.video is not None and not settings.detector:
+        raise RtmwEdgeError("--video needs --detector: the frames per second are the whole pipeline's, detector "
+                            "included")
+    video = open_video(settings.video, settings.detector, settings.det_every) if settings.video else None
 
     loaded: dict[str, _Loaded] = {}
     for item in tqdm(planned, desc="load + accuracy", disable=not settings.progress, leave=False):
@@ -182,12 +173,9 @@ def run_bench(paths: Sequence[str | Path], settings: BenchSettings) -> BenchRun:
     base = names[choose_baseline(names, [loaded[n].item.artifact for n in names], settings.baseline)]
     times = measure_latency({n: v.predictor for n, v in loaded.items()}, batch, runs, settings.warmup, frame,
                             settings.progress)
-    fps: dict[str, VideoFps] = {}
+    fps = {}
     if video is not None:
-        frames, seconds = measure_video({n: v.predictor for n, v in loaded.items()}, Path(video.file), frame[1],
-                                        video.det_every, video.rounds, settings.progress)
-        video = dataclasses.replace(video, frames=frames)
-        fps = {name: VideoFps.of(frames, s) for name, s in seconds.items()}
+        video, fps = measure_video({n: v.predictor for n, v in loaded.items()}, video, frame[1], settings.progress)
 
     results = BenchResults(
         label=settings.label or (profile.name if profile else platform.node() or cpu_name()),
@@ -196,7 +184,8 @@ def run_bench(paths: Sequence[str | Path], settings: BenchSettings) -> BenchRun:
         settings=RunSettings(threads=threads, batch=batch, runs=runs, warmup=settings.warmup,
                              eval=settings.eval_json, detector=settings.detector, frame=frame_info, video=video,
                              device_profile=profile.name if profile else None, baseline=base, interval=INTERVAL),
-        artifacts=tuple(_figures(v, times[name], times[base], batch, fps.get(name)) for name, v in loaded.items()),
+        artifacts=tuple(replace(_figures(v, times[name], times[base], batch), video_fps=fps.get(name))
+                        for name, v in loaded.items()),
         skipped=tuple(skipped),
     )
     write_bench(results, out, settings.overwrite)
@@ -236,23 +225,7 @@ def _inputs(settings: BenchSettings, threads: int | None) -> tuple[object, tuple
     return evaluation, (image, detector), info
 
 
-def _video(settings: BenchSettings) -> Video | None:
-    """The --video's facts, checked before any artifact is loaded; its frame count is the pass's, filled in later."""
-    if settings.video is None:
-        return None
-    if not settings.detector:
-        raise RtmwEdgeError("--video needs --detector: the frames per second are the whole pipeline's, detector "
-                            "included")
-    from rtmw_edge.video import FrameReader
-
-    with FrameReader(settings.video) as reader:
-        width, height = reader.size
-    return Video(file=str(settings.video), width=width, height=height, frames=0, det_every=settings.det_every,
-                 rounds=VIDEO_ROUNDS, detector=Path(settings.detector).name)
-
-
-def _figures(loaded: _Loaded, times: dict[str, np.ndarray], base: dict[str, np.ndarray], batch: int,
-             video_fps: VideoFps | None) -> Figures:
+def _figures(loaded: _Loaded, times: dict[str, np.ndarray], base: dict[str, np.ndarray], batch: int) -> Figures:
     item, meta = loaded.item, loaded.item.artifact.meta
     return Figures(
         name=item.name, path=str(item.artifact.folder), label=meta.label, model=meta.model, backend=meta.backend,
@@ -262,4 +235,4 @@ def _figures(loaded: _Loaded, times: dict[str, np.ndarray], base: dict[str, np.n
         latency_ms={size: Latency.of(times[f"batch{size}"], size) for size in sorted({1, batch})},
         speedup=Speedup(*speedup(base["batch1"], times["batch1"], level=INTERVAL)),
         accuracy=loaded.accuracy,
-        e2e_ms=Latency.of(times["e2e"]) if "e2e" in times else None, video_fps=video_fps)
+        e2e_ms=Latency.of(times["e2e"]) if "e2e" in times else None)

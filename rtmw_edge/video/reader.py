@@ -24,6 +24,7 @@ from rtmw_edge.errors import RtmwEdgeError
 FALLBACK_FPS = 30.0  # cameras and some containers report no frame rate
 QUEUE_FRAMES = 4  # decoded frames waiting for the caller
 _POLL_S = 0.1  # how often a waiting side looks whether the other has stopped
+JOIN_S = 5.0  # how long closing waits for the decoding thread to end
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,9 @@ class FrameReader:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join()
-        self._capture.release()
+        self._thread.join(timeout=JOIN_S)
+        if not self._thread.is_alive():  # a camera stuck in read() keeps its handle: releasing it there would crash
+            self._capture.release()
 
     def __enter__(self) -> FrameReader:
         return self

@@ -58,14 +58,13 @@ class PoseStream:
     def __call__(self, image_bgr: np.ndarray, index: int | None = None) -> list[Person]:
         index = self._index + 1 if index is None else int(index)
         if index <= self._index:
-            raise RtmwEdgeError(f"frame {index} comes after frame {self._index}: call reset() to start a new clip")
-        self._index = index
-        tracks = self._detect(image_bgr, index) if self._detector_due(index) else self._carry(image_bgr, index)
+            raise RtmwEdgeError(f"frame {index} does not come after frame {self._index}: call reset() to start a "
+                                "new clip")
+        last, self._index = self._index, index
+        carried = self.tracker.followed(index, last)
+        due = self._last_detection is None or index - self._last_detection >= self.det_every or not carried
+        tracks = self._detect(image_bgr, index) if due else self._carry(image_bgr, carried, index)
         return [self._output(track, index) for track in tracks]
-
-    def _detector_due(self, index: int) -> bool:
-        last = self._last_detection
-        return last is None or index - last >= self.det_every or not self.tracker.followed(index)
 
     def _detect(self, image: np.ndarray, index: int) -> list[Track]:
         boxes = self.detector.detect(image) if self.detector is not None else None
@@ -74,9 +73,8 @@ class PoseStream:
         self._last_detection = index
         return self.tracker.match(persons, index)
 
-    def _carry(self, image: np.ndarray, index: int) -> list[Track]:
+    def _carry(self, image: np.ndarray, tracks: list[Track], index: int) -> list[Track]:
         """Pose in the boxes carried from the frame before; a box that left the image ends its track's run."""
-        tracks = self.tracker.followed(index)
         height, width = image.shape[:2]
         boxes = np.stack([carried_box(t) for t in tracks]) if tracks else np.zeros((0, 4), np.float32)
         boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, width)

@@ -80,10 +80,11 @@ class Tracker:
                 self.tracks.append(found[col])
         return [found[col] for col in range(len(persons))]
 
-    def followed(self, index: int) -> list[Track]:
-        """Tracks seen in the frame before `index`: the ones whose boxes can be carried into it."""
+    def followed(self, index: int, last: int) -> list[Track]:
+        """Tracks seen on frame `last`, the one before `index` (frames may have been dropped in between): those
+        whose boxes can be carried into frame `index`."""
         self._end_lost(index)
-        return [t for t in self.tracks if t.index == index - 1]
+        return [t for t in self.tracks if t.index == last]
 
     def follow(self, track: Track, person: Person, index: int) -> None:
         """Record the person found at frame `index` in the box carried from the track's last frame."""

@@ -13,9 +13,22 @@ from rtmw_edge.keypoints import NUM_KEYPOINTS, layout_metadata
 
 def constant_artifact(folder: Path, value: float, input_hw: tuple[int, int] = (16, 12)) -> Path:
     """A pose artifact whose SimCC outputs are all `value` whatever the input (what a broken INT8 model gives)."""
+    folder.mkdir()
+    constant_pose_onnx(folder / "constant.onnx", value, input_hw)
+    write_metadata(folder, ArtifactMeta(
+        kind="pose", model="constant", backend="onnxruntime", precision="int8", main_file="constant.onnx", files={},
+        input_name="input", output_names=["simcc_x", "simcc_y"], input_hw=list(input_hw),
+        weights={"kind": "untrained"}, trained=False,
+        preprocessing={"channel_order": "RGB", "mean": list(topdown.MEAN_RGB), "std": list(topdown.STD_RGB),
+                       "padding": topdown.PADDING},
+        decoding={"codec": "simcc", "split_ratio": 2.0}, keypoints=layout_metadata()))
+    return folder
+
+
+def constant_pose_onnx(path: Path, value: float, input_hw: tuple[int, int]) -> Path:
+    """An RTMW-shaped ONNX (input [batch,3,H,W], simcc_x [batch,133,2W], simcc_y [batch,133,2H]) giving `value`."""
     from onnx import TensorProto, helper, numpy_helper
 
-    folder.mkdir()
     nodes = [helper.make_node("ReduceSum", ["input", "axes"], ["total"], keepdims=1),
              helper.make_node("Reshape", ["total", "column"], ["per_image"]),
              helper.make_node("Mul", ["per_image", "zero"], ["nothing"])]
@@ -31,15 +44,8 @@ def constant_artifact(folder: Path, value: float, input_hw: tuple[int, int] = (1
         nodes, "constant", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, *input_hw])],
         outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    (folder / "constant.onnx").write_bytes(model.SerializeToString())
-    write_metadata(folder, ArtifactMeta(
-        kind="pose", model="constant", backend="onnxruntime", precision="int8", main_file="constant.onnx", files={},
-        input_name="input", output_names=["simcc_x", "simcc_y"], input_hw=list(input_hw),
-        weights={"kind": "untrained"}, trained=False,
-        preprocessing={"channel_order": "RGB", "mean": list(topdown.MEAN_RGB), "std": list(topdown.STD_RGB),
-                       "padding": topdown.PADDING},
-        decoding={"codec": "simcc", "split_ratio": 2.0}, keypoints=layout_metadata()))
-    return folder
+    path.write_bytes(model.SerializeToString())
+    return path
 
 
 def constant_detector(path: Path, input_hw: tuple[int, int] = (32, 32)) -> Path:
@@ -55,6 +61,29 @@ def constant_detector(path: Path, input_hw: tuple[int, int] = (32, 32)) -> Path:
              numpy_helper.from_array(np.zeros((1, 1), np.int64), "label")]
     graph = helper.make_graph(
         nodes, "constant_detector", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, *input_hw])],
+        [helper.make_tensor_value_info("dets", TensorProto.FLOAT, [1, 1, 5]),
+         helper.make_tensor_value_info("labels", TensorProto.INT64, [1, 1])], inits)
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+                     .SerializeToString())
+    return path
+
+
+def mean_score_detector(path: Path, input_hw: tuple[int, int]) -> Path:
+    """An mmdeploy-layout detector whose one box fills its input and scores mean(input) / 255: it shows what the
+    letterbox fed it (raw pixels give 1.0 on a white image, RTMDet's normalisation about 0.009)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    box = np.array([[[0, 0, input_hw[1], input_hw[0]]]], np.float32)
+    nodes = [helper.make_node("ReduceMean", ["input"], ["mean"], keepdims=0),
+             helper.make_node("Div", ["mean", "full_scale"], ["score"]),
+             helper.make_node("Reshape", ["score", "one_by_one"], ["score3"]),
+             helper.make_node("Concat", ["box", "score3"], ["dets"], axis=2),
+             helper.make_node("Identity", ["label"], ["labels"])]
+    inits = [numpy_helper.from_array(np.array(255, np.float32), "full_scale"),
+             numpy_helper.from_array(np.array([1, 1, 1], np.int64), "one_by_one"),
+             numpy_helper.from_array(box, "box"), numpy_helper.from_array(np.zeros((1, 1), np.int64), "label")]
+    graph = helper.make_graph(
+        nodes, "mean_score_detector", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, *input_hw])],
         [helper.make_tensor_value_info("dets", TensorProto.FLOAT, [1, 1, 5]),
          helper.make_tensor_value_info("labels", TensorProto.INT64, [1, 1])], inits)
     path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)

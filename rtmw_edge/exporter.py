@@ -232,6 +232,9 @@ def verify(artifact: Artifact, reference: Callable[[np.ndarray], list[np.ndarray
                          output_names=meta.output_names)
     probe = probe_input(tuple(meta.input_hw), PROBE_BATCH if meta.kind == "pose" else 1)
     expected, got = reference(probe), runner.run(probe)
+    if [e.shape for e in expected] != [g.shape for g in got]:
+        raise RtmwEdgeError(f"{meta.backend} {meta.precision} export does not match its source: output shapes "
+                            f"{[g.shape for g in got]} instead of {[e.shape for e in expected]}; artifact removed")
     report = compare_logits(expected, got)
     tol = get_backend(meta.backend).tolerance(meta.kind, meta.precision)
     report.update(tolerance_max_rel=tol.max_rel, tolerance_agreement=tol.min_agreement, probe_seed=PROBE_SEED)

@@ -11,10 +11,11 @@ from rtmw_edge.artifact import ArtifactMeta, write_metadata
 from rtmw_edge.keypoints import NUM_KEYPOINTS, layout_metadata
 
 
-def constant_artifact(folder: Path, value: float, input_hw: tuple[int, int] = (16, 12)) -> Path:
-    """A pose artifact whose SimCC outputs are all `value` whatever the input (what a broken INT8 model gives)."""
+def constant_artifact(folder: Path, value: float, input_hw: tuple[int, int] = (16, 12), peak: bool = False) -> Path:
+    """A pose artifact whose SimCC outputs are all `value` whatever the input (what a broken INT8 model gives);
+    with `peak`, every keypoint's logits peak at the middle bin, so all keypoints land on the box's centre."""
     folder.mkdir()
-    constant_pose_onnx(folder / "constant.onnx", value, input_hw)
+    constant_pose_onnx(folder / "constant.onnx", value, input_hw, peak)
     write_metadata(folder, ArtifactMeta(
         kind="pose", model="constant", backend="onnxruntime", precision="int8", main_file="constant.onnx", files={},
         input_name="input", output_names=["simcc_x", "simcc_y"], input_hw=list(input_hw),
@@ -25,8 +26,9 @@ def constant_artifact(folder: Path, value: float, input_hw: tuple[int, int] = (1
     return folder
 
 
-def constant_pose_onnx(path: Path, value: float, input_hw: tuple[int, int]) -> Path:
-    """An RTMW-shaped ONNX (input [batch,3,H,W], simcc_x [batch,133,2W], simcc_y [batch,133,2H]) giving `value`."""
+def constant_pose_onnx(path: Path, value: float, input_hw: tuple[int, int], peak: bool = False) -> Path:
+    """An RTMW-shaped ONNX (input [batch,3,H,W], simcc_x [batch,133,2W], simcc_y [batch,133,2H]) giving `value`
+    (plus one at the middle bin with `peak`)."""
     from onnx import TensorProto, helper, numpy_helper
 
     nodes = [helper.make_node("ReduceSum", ["input", "axes"], ["total"], keepdims=1),
@@ -37,7 +39,9 @@ def constant_pose_onnx(path: Path, value: float, input_hw: tuple[int, int]) -> P
              numpy_helper.from_array(np.zeros((), np.float32), "zero")]
     outputs = []
     for name, size in (("simcc_x", input_hw[1] * 2), ("simcc_y", input_hw[0] * 2)):
-        inits.append(numpy_helper.from_array(np.full((NUM_KEYPOINTS, size), value, np.float32), f"{name}_value"))
+        logits = np.full((NUM_KEYPOINTS, size), value, np.float32)
+        logits[:, size // 2] += 1.0 if peak else 0.0
+        inits.append(numpy_helper.from_array(logits, f"{name}_value"))
         nodes.append(helper.make_node("Add", ["nothing", f"{name}_value"], [name]))
         outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", NUM_KEYPOINTS, size]))
     graph = helper.make_graph(

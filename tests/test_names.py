@@ -15,7 +15,6 @@ import pytest
 from http_mirror import Mirror, closed_port, running_mirror
 from sdk_zips import detector_onnx, official_path, pose_onnx, sdk_zip
 
-from rtmw_edge import download
 from rtmw_edge.model.detectors import get_detector
 from rtmw_edge.model.registry import get_spec
 from rtmw_edge.profiles import default_profile_name, load_profile
@@ -24,14 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "calib_data" / "astronaut.jpg"
 NO_TORCH = "import sys; sys.modules['torch'] = None\n"  # import torch now fails, as where it is not installed
 RTMW_M = get_spec("rtmw-m")
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("RTMW_EDGE_CACHE", str(folder))
-    monkeypatch.setattr(download, "DOWNLOAD_TIMEOUT_S", 10.0)
-    return folder
 
 
 @pytest.fixture

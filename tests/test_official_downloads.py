@@ -6,16 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from http_mirror import Mirror, closed_port, running_mirror
+from http_mirror import Mirror, closed_port
 from sdk_zips import detector_onnx, official_path, pose_onnx, sdk_zip
 from tiny_artifact import mean_score_detector
 
-from rtmw_edge import download
 from rtmw_edge.detector import letterbox, open_detector
 from rtmw_edge.download import DownloadError
 from rtmw_edge.errors import RtmwEdgeError
@@ -30,21 +28,6 @@ NANO = get_detector("rtmdet-nano")
 def files_in(folder: Path) -> list[str]:
     """Every file below `folder`, relative, hidden ones included; [] when it does not exist."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("RTMW_EDGE_CACHE", str(folder))
-    monkeypatch.setattr(download, "DOWNLOAD_TIMEOUT_S", 5.0)  # a hung test fails in seconds, not minutes
-    return folder
-
-
-@pytest.fixture
-def mirror(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mirror]:
-    with running_mirror() as server:
-        monkeypatch.setenv("RTMW_EDGE_MIRROR", server.base)
-        yield server
 
 
 @pytest.fixture(scope="module")

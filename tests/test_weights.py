@@ -6,16 +6,14 @@ import dataclasses
 import hashlib
 import io
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from http_mirror import Mirror, closed_port, running_mirror
+from http_mirror import Mirror, closed_port
 from torch import nn
 
-from rtmw_edge import download
 from rtmw_edge.cache import cache_dir
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.model import build_model, get_spec
@@ -80,21 +78,6 @@ def files_in(folder: Path) -> list[str]:
 def same_state(a: nn.Module, b: nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("RTMW_EDGE_CACHE", str(folder))
-    monkeypatch.setattr(download, "DOWNLOAD_TIMEOUT_S", 5.0)  # a hung test fails in seconds, not minutes
-    return folder
-
-
-@pytest.fixture
-def mirror(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mirror]:
-    with running_mirror() as server:
-        monkeypatch.setenv("RTMW_EDGE_MIRROR", server.base)  # no trailing slash on purpose
-        yield server
 
 
 @pytest.fixture(scope="module")

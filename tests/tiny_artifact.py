@@ -54,40 +54,40 @@ def constant_pose_onnx(path: Path, value: float, input_hw: tuple[int, int], peak
 
 def constant_detector(path: Path, input_hw: tuple[int, int] = (32, 32)) -> Path:
     """An mmdeploy-layout detector ONNX (dets [1,1,5], labels [1,1]) that finds one person filling its input."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     box = np.array([[[0, 0, input_hw[1], input_hw[0], 0.9]]], np.float32)
     nodes = [helper.make_node("ReduceSum", ["input"], ["total"], keepdims=0),
              helper.make_node("Mul", ["total", "zero"], ["nothing"]),
-             helper.make_node("Add", ["nothing", "box"], ["dets"]),
-             helper.make_node("Identity", ["label"], ["labels"])]
-    inits = [numpy_helper.from_array(np.zeros((), np.float32), "zero"), numpy_helper.from_array(box, "box"),
-             numpy_helper.from_array(np.zeros((1, 1), np.int64), "label")]
-    graph = helper.make_graph(
-        nodes, "constant_detector", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, *input_hw])],
-        [helper.make_tensor_value_info("dets", TensorProto.FLOAT, [1, 1, 5]),
-         helper.make_tensor_value_info("labels", TensorProto.INT64, [1, 1])], inits)
-    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-                     .SerializeToString())
-    return path
+             helper.make_node("Add", ["nothing", "box"], ["dets"])]
+    inits = [numpy_helper.from_array(np.zeros((), np.float32), "zero"), numpy_helper.from_array(box, "box")]
+    return _save_detector(path, "constant_detector", nodes, inits, input_hw)
 
 
 def mean_score_detector(path: Path, input_hw: tuple[int, int]) -> Path:
     """An mmdeploy-layout detector whose one box fills its input and scores mean(input) / 255: it shows what the
     letterbox fed it (raw pixels give 1.0 on a white image, RTMDet's normalisation about 0.009)."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     box = np.array([[[0, 0, input_hw[1], input_hw[0]]]], np.float32)
     nodes = [helper.make_node("ReduceMean", ["input"], ["mean"], keepdims=0),
              helper.make_node("Div", ["mean", "full_scale"], ["score"]),
              helper.make_node("Reshape", ["score", "one_by_one"], ["score3"]),
-             helper.make_node("Concat", ["box", "score3"], ["dets"], axis=2),
-             helper.make_node("Identity", ["label"], ["labels"])]
+             helper.make_node("Concat", ["box", "score3"], ["dets"], axis=2)]
     inits = [numpy_helper.from_array(np.array(255, np.float32), "full_scale"),
              numpy_helper.from_array(np.array([1, 1, 1], np.int64), "one_by_one"),
-             numpy_helper.from_array(box, "box"), numpy_helper.from_array(np.zeros((1, 1), np.int64), "label")]
+             numpy_helper.from_array(box, "box")]
+    return _save_detector(path, "mean_score_detector", nodes, inits, input_hw)
+
+
+def _save_detector(path: Path, name: str, nodes: list, inits: list, input_hw: tuple[int, int]) -> Path:
+    """A graph computing `dets` [1,1,5] from `input` [1,3,H,W], given constant `labels` [1,1], saved to `path`."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [*nodes, helper.make_node("Identity", ["label"], ["labels"])]
+    inits = [*inits, numpy_helper.from_array(np.zeros((1, 1), np.int64), "label")]
     graph = helper.make_graph(
-        nodes, "mean_score_detector", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, *input_hw])],
+        nodes, name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, *input_hw])],
         [helper.make_tensor_value_info("dets", TensorProto.FLOAT, [1, 1, 5]),
          helper.make_tensor_value_info("labels", TensorProto.INT64, [1, 1])], inits)
     path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)

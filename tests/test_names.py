@@ -144,3 +144,19 @@ def test_a_profile_naming_an_unknown_detector_is_refused(tmp_path: Path) -> None
     (tmp_path / "profile.toml").write_text('name = "mine"\ndetector = "rtmdet-x"\n')
     with pytest.raises(RtmwEdgeError, match="'detector' must be one of rtmdet-nano, rtmdet-m, yolox-tiny"):
         load_profile(tmp_path)
+
+
+def test_bench_takes_a_registered_detector_by_name(mirror: Mirror, cache: Path, tmp_path: Path) -> None:
+    from tiny_artifact import constant_artifact
+
+    from rtmw_edge.bench import read_results
+    from rtmw_edge.cli import main
+
+    nano = get_detector("rtmdet-nano")
+    mirror.serve(official_path(nano.url), sdk_zip(detector_onnx(nano, tmp_path)))
+    model = constant_artifact(tmp_path / "model", 1.0)
+    assert main(["bench", str(model), "--runs", "2", "--batch", "2", "--detector", "rtmdet-nano",
+                 "--device-profile", "intel-cpu", "--out", str(tmp_path / "bench")]) == 0
+    frame = read_results(tmp_path / "bench" / "results.json").settings.frame
+    assert frame.persons == 1 and frame.detector == "rtmdet-nano"
+    assert (cache / "artifacts" / f"rtmdet-nano-{load_profile('intel-cpu').installed_backend()}-fp32").is_dir()

@@ -61,7 +61,7 @@ def pose_artifact(model: str | Path, backend: str | None = None, precision: str 
         return folder
     if precision == "int8":
         return _quantized(spec, backend, folder, progress)
-    if importlib.util.find_spec("torch") is not None:
+    if importlib.util.find_spec("torch") is not None and _checkpoint(spec, progress):
         _notice(f"exporting {spec.name} for {backend} {precision} from its official checkpoint, once: cached in "
                 f"{folder}")
         export_model(spec.name, backend, precision, out_dir=artifacts_dir(), progress=progress)
@@ -74,6 +74,24 @@ def pose_artifact(model: str | Path, backend: str | None = None, precision: str 
     with _official_onnx(spec.onnx_sdk_url, spec.onnx_sdk, expected, progress) as onnx_path:
         export_official(onnx_path, spec.name, backend, precision, out_dir=artifacts_dir(), source=spec.onnx_sdk_url)
     return folder
+
+
+def _checkpoint(spec: ModelSpec, progress: bool) -> bool:
+    """Whether the official checkpoint is cached or could be downloaded; without it, a model that has an official
+    ONNX is made from that instead (a mirror may hold only the ONNX zips), one without says how to go on."""
+    from rtmw_edge.model.weights import fetch_checkpoint
+
+    try:
+        fetch_checkpoint(spec, progress=progress)
+    except DownloadError as exc:
+        if spec.onnx_sdk_url is None:
+            raise RtmwEdgeError(f"cannot make {spec.name}: its official checkpoint cannot be downloaded "
+                                f"({one_line(exc)}); export it from a local checkpoint (rtmw-edge export --weights "
+                                "PATH) and pass that artifact") from exc
+        _notice(f"the official checkpoint of {spec.name} cannot be downloaded ({one_line(exc)}): using OpenMMLab's "
+                "ONNX instead")
+        return False
+    return True
 
 
 def detector_artifact(choice: str | Path | None, backend: str, profile: Profile | None = None,

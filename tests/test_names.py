@@ -160,3 +160,16 @@ def test_bench_takes_a_registered_detector_by_name(mirror: Mirror, cache: Path, 
     frame = read_results(tmp_path / "bench" / "results.json").settings.frame
     assert frame.persons == 1 and frame.detector == "rtmdet-nano"
     assert (cache / "artifacts" / f"rtmdet-nano-{load_profile('intel-cpu').installed_backend()}-fp32").is_dir()
+
+
+def test_with_torch_but_no_checkpoint_on_the_mirror_the_official_onnx_is_used(
+        mirror: Mirror, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rtmw_edge.resolve import pose_artifact
+
+    folder = pose_artifact("rtmw-m", "onnxruntime")
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["weights"]["kind"] == "official-onnx" and meta["weights"]["source"] == RTMW_M.onnx_sdk_url
+    assert meta["preprocessing"]["channel_order"] == "RGB" and meta["decoding"]["codec"] == "simcc"
+    err = capsys.readouterr().err
+    assert "checkpoint of rtmw-m-256x192 cannot be downloaded (cannot download" in err and "HTTP 404" in err
+    assert "using OpenMMLab's ONNX instead" in err

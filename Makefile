@@ -26,7 +26,7 @@ demo: $(VENV)/.installed
 	# the main job, offline: INT8 rtmw-m for OpenVINO, calibrated on the shipped photos, gated against FP32
 	$(CLI) quantize --backend openvino --weights auto --allow-untrained --out $(DEMO) --overwrite
 	$(CLI) predict calib_data/*.jpg --model $(DEMO)/rtmw-m-256x192-openvino/rtmw-m-256x192-openvino-int8 \
-		--out $(DEMO)/overlays --overwrite
+		--detector none --out $(DEMO)/overlays --overwrite
 	@echo "table and report: $(DEMO)/rtmw-m-256x192-openvino/report.md (record: quantization.json)"
 	@echo "overlays of the INT8 model's keypoints: $(DEMO)/overlays/"
 

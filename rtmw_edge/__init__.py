@@ -3,9 +3,11 @@
 The public API is what the `rtmw-edge` command itself calls:
 
     import rtmw_edge
+    pose = rtmw_edge.Wholebody("rtmw-m", backend="openvino")     # names: fetched, converted, cached on first use
+    persons = pose(frame_bgr)                                     # [Person]: 133 keypoints each
+
     rtmw_edge.export("rtmw-m", "openvino")                       # a verified artifact in exports/
     predictor = rtmw_edge.Predictor("exports/rtmw-m-256x192-openvino-fp32")
-    people = predictor.predict(image_bgr)                         # [Person]: 133 keypoints each
 
 Names are imported on first use, so `import rtmw_edge` stays light (no runtime, no torch).
 """
@@ -18,6 +20,7 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _API: dict[str, str] = {
+    "Wholebody": "rtmw_edge.wholebody",
     "Predictor": "rtmw_edge.predictor",
     "Person": "rtmw_edge.predictor",
     "PoseStream": "rtmw_edge.video",
@@ -29,6 +32,7 @@ _API: dict[str, str] = {
     "load_artifact": "rtmw_edge.artifact",
     "Artifact": "rtmw_edge.artifact",
     "list_models": "rtmw_edge.model.registry",
+    "list_detectors": "rtmw_edge.model.detectors",
     "BACKENDS": "rtmw_edge.backends",
     "RtmwEdgeError": "rtmw_edge.errors",
 }

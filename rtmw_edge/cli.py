@@ -16,6 +16,9 @@ DESCRIPTION = ("RTMW whole-body pose (133 keypoints) on edge devices: export, qu
 
 
 def _models(args: argparse.Namespace) -> int:
+    from rtmw_edge.cache import cache_dir
+    from rtmw_edge.download import record_path
+    from rtmw_edge.model.detectors import list_detectors
     from rtmw_edge.model.facts import model_facts
     from rtmw_edge.table import format_table
 
@@ -24,6 +27,10 @@ def _models(args: argparse.Namespace) -> int:
             for f in model_facts()]
     print(format_table(["model", "alias", "input HxW", "params", "GFLOPs (MACs)", "published AP / AR",
                         "cached"], rows))
+    print()
+    rows = [[d.name, f"{d.input_hw[0]}x{d.input_hw[1]}", f"{d.published_ap:.1f} ({d.ap_dataset})",
+             "yes" if record_path(cache_dir() / d.zip_name).is_file() else "no"] for d in list_detectors()]
+    print(format_table(["detector", "input HxW", "published person AP", "cached"], rows))
     return 0
 
 
@@ -37,15 +44,18 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from rtmw_edge.media.inputs import collect_inputs
     from rtmw_edge.media.predict import predict_inputs
     from rtmw_edge.media.video import StreamOptions, quiet_ffmpeg
-    from rtmw_edge.predictor import Predictor
+    from rtmw_edge.wholebody import Wholebody
 
     quiet_ffmpeg()
+    collect_inputs(args.inputs)  # a bad input fails before a model is made
     video = StreamOptions(det_every=args.det_every, track=args.track, smooth=args.smooth, show=args.show)
-    predictor = Predictor(args.model, detector=args.detector, threads=args.threads, device=args.device,
-                          flip_test=args.flip_test)
-    summary = predict_inputs(predictor, args.inputs, args.out, kpt_threshold=args.kpt_threshold,
+    pose = Wholebody(args.model, args.backend, args.precision, args.detector, profile=args.device_profile,
+                     threads=args.threads, device=args.device, flip_test=args.flip_test,
+                     progress=sys.stderr.isatty())
+    summary = predict_inputs(pose.predictor, args.inputs, args.out, kpt_threshold=args.kpt_threshold,
                              overwrite=args.overwrite, progress=sys.stderr.isatty(), video=video)
     print(f"rtmw-edge predict: {summary.line()}")
     return 130 if summary.cut_short else 0
@@ -135,8 +145,18 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="images, folders of images, video files, or one camera index such as 0; the images "
                         "share one predictions.json")
-    p.add_argument("--model", required=True, help="pose artifact: its folder or its main model file")
-    p.add_argument("--detector", help="person detector (artifact folder or model file); default: whole image")
+    p.add_argument("--model", default="rtmw-m",
+                   help="a registered model or alias (made once for the backend, then cached), or a pose artifact "
+                        "(its folder or main model file)")
+    p.add_argument("--backend", choices=backend_names(aliases=True),
+                   help="with a model name: the backend to run it on (default: the device profile's first installed)")
+    p.add_argument("--precision", default="fp32", choices=[*_precisions(), "int8"],
+                   help="with a model name: int8 is quantized with the default recipe on first use, then cached")
+    p.add_argument("--detector", default="auto",
+                   help="a registered detector (see `rtmw-edge models`), a detector artifact or ONNX file, 'auto' "
+                        "(the device profile's, default) or 'none' (each image is one person)")
+    p.add_argument("--device-profile", help="raspberry-pi, jetson, intel-cpu, or a profile.toml (default: this "
+                                            "machine's: Arm -> raspberry-pi or jetson, else intel-cpu)")
     p.add_argument("--out", default="predict-out",
                    help="folder that receives the predictions and overlays (made when the run succeeds)")
     p.add_argument("--flip-test", action="store_true", help="average with the mirrored image (slower, more accurate)")
@@ -192,7 +212,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, help="second batch size timed, per crop (default: the profile's, else 5)")
     p.add_argument("--runs", type=int, help="interleaved timing rounds after warm-up (default: the profile's, else 20)")
     p.add_argument("--eval", help="COCO-WholeBody JSON: measure AP on it (default: the quantization record's figures)")
-    p.add_argument("--detector", help="person detector (artifact or model file): adds end-to-end ms per frame")
+    p.add_argument("--detector", help="person detector (a registered name, an artifact or model file): adds "
+                                      "end-to-end ms per frame")
     p.add_argument("--video", help="a video file (needs --detector): adds frames per second over it, end to end "
                                    "(decoding, detector, pose, tracking, smoothing)")
     p.add_argument("--det-every", type=int, default=1, metavar="N",

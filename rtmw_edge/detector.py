@@ -1,7 +1,8 @@
-"""Person boxes from an RTMDet detector on any backend: the top-down pose model needs one box per person.
+"""Person boxes from an RTMDet or YOLOX detector on any backend: the top-down pose model needs one box per person.
 
 The output layout is read from the outputs themselves (RTMDet's raw three-level head, or mmdeploy's end-to-end
-`dets`/`labels`), so nothing here depends on which backend runs the network.
+`dets`/`labels`), so nothing here depends on which backend runs the network. The letterbox's mean, std and pad
+come from the artifact's sidecar (RTMDet's when a bare model file is given).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import numpy as np
 from rtmw_edge.artifact import METADATA_FILE, load_artifact
 from rtmw_edge.backends import open_runner
 from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.model.detectors import PAD_VALUE, RTMDET_MEAN_BGR, RTMDET_STD_BGR
 
-MEAN_BGR = np.array([103.53, 116.28, 123.675], np.float32)
-STD_BGR = np.array([57.375, 57.12, 58.395], np.float32)
-PAD_VALUE = 114
+MEAN_BGR = np.array(RTMDET_MEAN_BGR, np.float32)
+STD_BGR = np.array(RTMDET_STD_BGR, np.float32)
 
 
 class Detector:
@@ -31,16 +32,18 @@ class Detector:
         nms_iou: float = 0.45,
         threads: int | None = None,
         device: str | None = None,
+        preprocessing: dict | None = None,
         **options,
     ) -> None:
         self.runner = open_runner(path, backend, threads=threads, device=device, **options)
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
+        self.mean, self.std, self.pad_value = _normalisation(preprocessing or {}, path)
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         image = as_bgr(image)
         size = self.runner.input_shape[1:]
-        batch, ratio = letterbox(image, size)
+        batch, ratio = letterbox(image, size, self.mean, self.std, self.pad_value)
         boxes, scores = _decode(self.runner.run(batch), size)
         above = scores > self.score_threshold
         boxes, scores = boxes[above], scores[above]
@@ -65,8 +68,20 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def letterbox(image_bgr: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float]:
-    """RTMDet's test-time input [1,3,H,W] and the scale r: resize keeping aspect, pad bottom/right, normalise.
+def _normalisation(preprocessing: dict, path: str | Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """(mean, std, pad) of a detector's sidecar; only BGR detectors exist (RTMDet and YOLOX both keep BGR)."""
+    order = preprocessing.get("channel_order", "BGR")
+    if order != "BGR":
+        raise RtmwEdgeError(f"detector {path}: channel order {order!r} is not supported (only BGR)")
+    mean = np.array(preprocessing.get("mean", MEAN_BGR), np.float32)
+    std = np.array(preprocessing.get("std", STD_BGR), np.float32)
+    return mean, std, float(preprocessing.get("letterbox_pad", PAD_VALUE))
+
+
+def letterbox(image_bgr: np.ndarray, size: tuple[int, int], mean: np.ndarray = MEAN_BGR, std: np.ndarray = STD_BGR,
+              pad_value: float = PAD_VALUE) -> tuple[np.ndarray, float]:
+    """A detector's test-time input [1,3,H,W] and the scale r: resize keeping aspect, pad bottom/right, normalise
+    (RTMDet's mean and std unless others are given; YOLOX takes raw pixels: mean 0, std 1).
 
     Sizes round as mmcv's rescale_size does (int(x * r + 0.5)), so boxes line up with mmdet's.
     """
@@ -75,9 +90,9 @@ def letterbox(image_bgr: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray,
     ratio = min(net_h / height, net_w / width)
     new_w = min(max(int(width * ratio + 0.5), 1), net_w)
     new_h = min(max(int(height * ratio + 0.5), 1), net_h)
-    canvas = np.full((net_h, net_w, 3), PAD_VALUE, np.float32)
+    canvas = np.full((net_h, net_w, 3), pad_value, np.float32)
     canvas[:new_h, :new_w] = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    canvas = (canvas - MEAN_BGR) / STD_BGR
+    canvas = (canvas - mean) / std
     return np.ascontiguousarray(canvas.transpose(2, 0, 1)[None]), ratio
 
 
@@ -166,7 +181,7 @@ def open_detector(path: str | Path | None, score_threshold: float = 0.3, threads
             raise RtmwEdgeError(f"{path} is a {meta.kind} artifact, not a detector")
         path = artifact.main_path
         options = {"backend": meta.backend, "input_name": meta.input_name, "output_names": meta.output_names,
-                   **(options or {})}
+                   "preprocessing": meta.preprocessing, **(options or {})}
     elif not path.is_file():
         raise RtmwEdgeError(f"detector {path} does not exist")
     return Detector(path, score_threshold=score_threshold, threads=threads, device=device, **(options or {}))

@@ -17,26 +17,25 @@ from pathlib import Path
 import numpy as np
 
 from rtmw_edge.artifact import Artifact, ArtifactMeta, load_artifact, sha256_file, write_metadata
-from rtmw_edge.backends import Backend, get_backend, open_runner
+from rtmw_edge.backends import BACKENDS, Backend, get_backend, open_runner
 from rtmw_edge.backends.base import Written
-from rtmw_edge.errors import RtmwEdgeError, require
+from rtmw_edge.errors import MissingExtraError, RtmwEdgeError, require
 from rtmw_edge.fileio import atomic_dir
 from rtmw_edge.keypoints import layout_metadata
 from rtmw_edge.machine import tool_versions
 from rtmw_edge.model import ModelSpec, build_model, get_spec
+from rtmw_edge.model.detectors import get_detector
 from rtmw_edge.onnx_io import onnx_io
 from rtmw_edge.topdown import MEAN_RGB, PADDING, STD_RGB
 
-__all__ = ["Exported", "artifact_dir", "export", "export_detector", "export_model"]
+__all__ = ["Exported", "artifact_dir", "export", "export_detector", "export_model", "export_official"]
 
 ONNX_OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("simcc_x", "simcc_y")
 PROBE_SEED = 20240101
 PROBE_BATCH = 2
-# RTMDet's own normalisation (BGR order, letterboxed with 114), spec section 6
-DETECTOR_MEAN_BGR = (103.53, 116.28, 123.675)
-DETECTOR_STD_BGR = (57.375, 57.12, 58.395)
+DEFAULT_PREPROCESSING = "rtmdet-nano"  # a bare detector ONNX is taken for an RTMDet
 
 
 @dataclass(frozen=True)
@@ -80,13 +79,39 @@ def export_model(model_name: str, backend: str, precision: str = "fp32", weights
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(scratch) / f"{spec.name}.onnx"
         write_onnx(model, spec, source)
-        meta = pose_metadata(spec, loaded)
+        meta = pose_metadata(spec, vars(loaded))
         return _make(source, record, precision, spec.name, meta, _torch_reference(model), target, overwrite)
 
 
+def export_official(onnx_path: str | Path, model_name: str, backend: str, precision: str = "fp32",
+                    out_dir: str | Path = "exports", source: str = "", overwrite: bool = False
+                    ) -> tuple[Artifact, dict]:
+    """An RTMW artifact from OpenMMLab's own ONNX of the model (its SDK zip's end2end.onnx): no torch needed.
+
+    That ONNX is the network alone, like ours, so the sidecar carries the same preprocessing and SimCC decoding
+    as an export from the checkpoint; the artifact is verified against the ONNX. `source` is where it came from.
+    """
+    spec = get_spec(model_name)
+    onnx_path = Path(onnx_path)
+    record = _checked(backend, "pose", precision)
+    target = _free_target(artifact_dir(Path(out_dir), spec.name, record.name, precision), overwrite)
+    _, outputs, chw = onnx_io(onnx_path)
+    if tuple(chw) != (3, *spec.input_hw) or list(outputs[:2]) != list(OUTPUT_NAMES):
+        raise RtmwEdgeError(f"{onnx_path} is not an ONNX of {spec.name}: it takes {chw} and gives {outputs}, "
+                            f"not (3, {spec.input_hw[0]}, {spec.input_hw[1]}) and {', '.join(OUTPUT_NAMES)}")
+    weights = {"kind": "official-onnx", "source": source or str(onnx_path), "sha256": sha256_file(onnx_path)}
+    meta = pose_metadata(spec, weights)
+    return _make(onnx_path, record, precision, spec.name, meta, _onnx_reference(onnx_path), target, overwrite)
+
+
 def export_detector(onnx_path: str | Path, backend: str, precision: str = "fp32", out_dir: str | Path = "exports",
-                    name: str | None = None, overwrite: bool = False) -> tuple[Artifact, dict]:
-    """Turn a person detector's ONNX (RTMDet raw head or mmdeploy end-to-end) into a verified artifact."""
+                    name: str | None = None, overwrite: bool = False, preprocessing: dict | None = None,
+                    source: str | None = None) -> tuple[Artifact, dict]:
+    """Turn a person detector's ONNX (RTMDet raw head or mmdeploy end-to-end) into a verified artifact.
+
+    `preprocessing` is the sidecar's letterbox normalisation (a registered detector's; RTMDet's by default), and
+    `source` where the ONNX came from (default: its path).
+    """
     from rtmw_edge.detector import check_detector_outputs
 
     onnx_path = Path(onnx_path)
@@ -101,9 +126,8 @@ def export_detector(onnx_path: str | Path, backend: str, precision: str = "fp32"
     meta = ArtifactMeta(
         kind="detector", model=name, backend="", precision=precision, main_file="", files={}, input_name="",
         output_names=[], input_hw=[h, w], trained=True,
-        weights={"kind": "file", "source": str(onnx_path), "sha256": sha256_file(onnx_path)},
-        preprocessing={"channel_order": "BGR", "mean": list(DETECTOR_MEAN_BGR), "std": list(DETECTOR_STD_BGR),
-                       "letterbox_pad": 114, "layout": "NCHW"},
+        weights={"kind": "file", "source": source or str(onnx_path), "sha256": sha256_file(onnx_path)},
+        preprocessing=preprocessing or get_detector(DEFAULT_PREPROCESSING).preprocessing,
     )
     return _make(onnx_path, record, precision, name, meta, reference, target, overwrite)
 
@@ -142,13 +166,13 @@ def _describe(meta: ArtifactMeta, backend: str, written: Written) -> None:
     meta.tools = tool_versions()
 
 
-def pose_metadata(spec: ModelSpec, weights) -> ArtifactMeta:
-    """The sidecar of an RTMW artifact, before the backend's file names are known."""
+def pose_metadata(spec: ModelSpec, weights: dict) -> ArtifactMeta:
+    """The sidecar of an RTMW artifact, before the backend's file names are known; `weights`: kind, source, sha256."""
     return ArtifactMeta(
         kind="pose", model=spec.name, backend="", precision="fp32", main_file="", files={}, input_name="",
         output_names=[], input_hw=list(spec.input_hw),
-        weights={"kind": weights.kind, "source": weights.source, "sha256": weights.sha256},
-        trained=weights.kind != "untrained",
+        weights={key: weights[key] for key in ("kind", "source", "sha256")},
+        trained=weights["kind"] != "untrained",
         preprocessing={"channel_order": "RGB", "source_order": "BGR", "mean": list(MEAN_RGB),
                        "std": list(STD_RGB), "padding": PADDING, "layout": "NCHW"},
         decoding={"codec": "simcc", "split_ratio": spec.split_ratio, "sigma": list(spec.sigma),
@@ -187,8 +211,18 @@ def _torch_reference(model) -> Callable[[np.ndarray], list[np.ndarray]]:
 
 
 def _onnx_reference(onnx_path: Path) -> Callable[[np.ndarray], list[np.ndarray]]:
-    """The source ONNX on the reference backend, which runs ONNX files as they are."""
-    return open_runner(onnx_path).run
+    """The source ONNX on the reference backend, which runs ONNX files as they are; where that runtime is not
+    installed (an edge device with one backend), on the first installed backend that reads ONNX too."""
+    try:
+        return open_runner(onnx_path).run
+    except MissingExtraError as missing:
+        for record in BACKENDS.values():
+            if record.reads_onnx and not record.reference:
+                try:
+                    return record.open(onnx_path).run
+                except MissingExtraError:
+                    continue
+        raise missing
 
 
 def verify(artifact: Artifact, reference: Callable[[np.ndarray], list[np.ndarray]]) -> dict:
@@ -198,6 +232,9 @@ def verify(artifact: Artifact, reference: Callable[[np.ndarray], list[np.ndarray
                          output_names=meta.output_names)
     probe = probe_input(tuple(meta.input_hw), PROBE_BATCH if meta.kind == "pose" else 1)
     expected, got = reference(probe), runner.run(probe)
+    if [e.shape for e in expected] != [g.shape for g in got]:
+        raise RtmwEdgeError(f"{meta.backend} {meta.precision} export does not match its source: output shapes "
+                            f"{[g.shape for g in got]} instead of {[e.shape for e in expected]}; artifact removed")
     report = compare_logits(expected, got)
     tol = get_backend(meta.backend).tolerance(meta.kind, meta.precision)
     report.update(tolerance_max_rel=tol.max_rel, tolerance_agreement=tol.min_agreement, probe_seed=PROBE_SEED)

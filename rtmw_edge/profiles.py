@@ -1,21 +1,29 @@
 """Device profiles are data: `runtimes/<device>/profile.toml` says which backends to run there, in which order,
-with how many threads and on which device (ONNX Runtime provider, OpenVINO device, ncnn Vulkan on or off).
+with how many threads, on which device (ONNX Runtime provider, OpenVINO device, ncnn Vulkan on or off), and which
+person detector `--detector auto` takes.
 
-`rtmw-edge bench --device-profile NAME` applies one; NAME is a shipped profile or the path of a TOML file.
+`rtmw-edge bench --device-profile NAME` applies one; NAME is a shipped profile or the path of a TOML file. Where
+none is named (predict, the Python API) the machine picks one: `default_profile_name`.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 from rtmw_edge.backends import BACKENDS
 from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.model.detectors import DETECTORS, find_detector
 from rtmw_edge.packaged import package_data, read_toml
 
 PROFILE_FILE = "profile.toml"
 PRECISIONS = ("int8", "fp16", "fp32")
-_KEYS = {"name", "description", "backends", "precisions", "threads", "device", "bench"}
+DEFAULT_DETECTOR = "rtmdet-nano"  # of a profile that names none: the smallest
+ARM_MACHINES = ("aarch64", "arm64")
+JETSON_MARK = Path("/etc/nv_tegra_release")  # L4T writes it on every Jetson
+_KEYS = {"name", "description", "backends", "precisions", "threads", "device", "detector", "bench"}
 _BENCH_KEYS = {"batch", "runs"}
 
 
@@ -29,6 +37,7 @@ class Profile:
     precisions: tuple[str, ...]  # preference order, best expected first
     threads: int | None
     devices: dict[str, str]  # backend -> the runner's `device` option
+    detector: str  # the registered person detector `--detector auto` takes here
     batch: int
     runs: int
     path: Path
@@ -40,6 +49,29 @@ class Profile:
     def rank(self, backend: str, precision: str) -> tuple[int, int]:
         """Sort key: the profile's preferred backend first, then its preferred precision."""
         return self.backends.index(backend), self.precisions.index(precision)
+
+    def installed_backend(self) -> str:
+        """The profile's most preferred backend whose runtime is installed here (an edge device has one)."""
+        for name in self.backends:
+            if _installed(BACKENDS[name].packages[0]):
+                return name
+        extras = " or ".join(f"'rtmw-edge[{BACKENDS[name].extra}]'" for name in self.backends)
+        raise RtmwEdgeError(f"no runtime of the {self.name} profile's backends is installed: pip install {extras}")
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def default_profile_name() -> str:
+    """The shipped profile of this machine: a Jetson, else any 64-bit Arm board as a Raspberry Pi, else intel-cpu."""
+    if platform.machine().lower() in ARM_MACHINES:
+        return "jetson" if JETSON_MARK.exists() else "raspberry-pi"
+    return "intel-cpu"
 
 
 def shipped_profiles() -> list[str]:
@@ -69,6 +101,10 @@ def _parse(data: dict, path: Path) -> Profile:
     backends = _choice_list(data.get("backends", list(BACKENDS)), BACKENDS, "backends", path)
     precisions = _choice_list(data.get("precisions", list(PRECISIONS)), PRECISIONS, "precisions", path)
     threads = _count(data.get("threads", 0), "threads", path, minimum=0)
+    detector = data.get("detector", DEFAULT_DETECTOR)
+    if not isinstance(detector, str) or find_detector(detector) is None:
+        raise RtmwEdgeError(f"device profile {path}: 'detector' must be one of {', '.join(d.name for d in DETECTORS)}"
+                            f", got {detector!r}")
     return Profile(
         name=str(data.get("name", path.parent.name)),
         description=str(data.get("description", "")),
@@ -76,6 +112,7 @@ def _parse(data: dict, path: Path) -> Profile:
         precisions=precisions + tuple(p for p in PRECISIONS if p not in precisions),
         threads=threads or None,
         devices={backend: str(device) for backend, device in devices.items()},
+        detector=detector,
         batch=_count(bench.get("batch", 5), "bench.batch", path),
         runs=_count(bench.get("runs", 20), "bench.runs", path),
         path=path,

@@ -1,4 +1,5 @@
-"""The RTMDet-nano person detector from ../shared on every backend, shared by the backend and detector tests."""
+"""Shared fixtures: the RTMDet-nano person detector from ../shared on every backend; a private cache for the session
+and, per test, an empty download cache with a 127.0.0.1 mirror of OpenMMLab's paths."""
 
 from __future__ import annotations
 
@@ -36,3 +37,24 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("RTMW_EDGE_CACHE", None)
     else:
         os.environ["RTMW_EDGE_CACHE"] = before
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty download cache for one test; downloads time out in seconds, not minutes."""
+    from rtmw_edge import download
+
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("RTMW_EDGE_CACHE", str(folder))
+    monkeypatch.setattr(download, "DOWNLOAD_TIMEOUT_S", 10.0)
+    return folder
+
+
+@pytest.fixture
+def mirror(cache: Path, monkeypatch: pytest.MonkeyPatch):
+    """A 127.0.0.1 server that $RTMW_EDGE_MIRROR points at (its base has no trailing slash, on purpose)."""
+    from http_mirror import running_mirror
+
+    with running_mirror() as server:
+        monkeypatch.setenv("RTMW_EDGE_MIRROR", server.base)
+        yield server

@@ -16,12 +16,12 @@ PACKAGE = Path(rtmw_edge.__file__).resolve().parent
 README = PACKAGE.parent / "README.md"
 # lowest first; a module may import its own layer and those below, never one above (README: Layout)
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "fileio", "table", "cache", "packaged", "typed", "onnx_io", "keypoints", "download"),
+    ("errors", "fileio", "table", "cache", "packaged", "typed", "onnx_io", "keypoints", "download", "sdk_zip"),
     ("backends", "machine"),
     ("artifact", "model", "topdown", "profiles"),
     ("detector", "evaluation"),
     ("predictor", "exporter", "visualize"),
-    ("quantization", "bench", "media", "video"),
+    ("quantization", "bench", "media", "video", "resolve", "wholebody"),
     ("cli",),
 )
 

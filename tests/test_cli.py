@@ -22,6 +22,8 @@ def test_models_prints_one_table_with_params_and_gflops():
     assert done.returncode == 0
     row = next(line for line in done.stdout.splitlines() if line.startswith("| rtmw-m-256x192"))
     assert "32.26M" in row and "4.31" in row and "58.2 / 67.3" in row
+    detector = next(line for line in done.stdout.splitlines() if line.startswith("| yolox-tiny"))
+    assert "416x416" in detector and "47.7 (Human-Art val)" in detector
 
 
 def test_unknown_model_is_one_line_naming_the_known_ones():
@@ -58,7 +60,7 @@ def test_truncated_checkpoint_is_one_clear_line(tmp_path, rtmw_l_checkpoint, cap
 
 def test_auto_weights_offline_refuse_without_allow_untrained(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RTMW_EDGE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("RTMW_EDGE_CHECKPOINT_URL", "http://127.0.0.1:9/")  # discard port: nothing listens
+    monkeypatch.setenv("RTMW_EDGE_MIRROR", "http://127.0.0.1:9/")  # discard port: nothing listens
     code = main(["export", "--format", "onnx", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and "--weights untrained" in err
@@ -73,13 +75,13 @@ def test_export_command_prints_the_verification(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("url", ["notaurl", "ftp://x", "http://"])
-def test_a_malformed_checkpoint_url_is_one_line_naming_the_variable(tmp_path, monkeypatch, capsys, url):
+def test_a_malformed_mirror_url_is_one_line_naming_the_variable(tmp_path, monkeypatch, capsys, url):
     monkeypatch.setenv("RTMW_EDGE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("RTMW_EDGE_CHECKPOINT_URL", url)
+    monkeypatch.setenv("RTMW_EDGE_MIRROR", url)
     code = main(["export", "--format", "onnx", "--allow-untrained", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith(f"rtmw-edge export: error: RTMW_EDGE_CHECKPOINT_URL={url!r} is ")
+    assert err.startswith(f"rtmw-edge export: error: RTMW_EDGE_MIRROR={url!r} is ")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 

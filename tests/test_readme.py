@@ -30,7 +30,7 @@ def test_the_readme_examples_run_as_written(tmp_path, monkeypatch):
     """Offline, so the official weights fall back to seeded ones; the detector is the trained one."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RTMW_EDGE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("RTMW_EDGE_CHECKPOINT_URL", "http://127.0.0.1:9/")  # discard port: nothing listens
+    monkeypatch.setenv("RTMW_EDGE_MIRROR", "http://127.0.0.1:9/")  # discard port: nothing listens
     shutil.copy(need(MODELS_DIR / "rtmdet-nano.onnx"), tmp_path / "rtmdet-nano.onnx")
     shutil.copy(CALIB_DATA / "grace_hopper.jpg", tmp_path / "people.jpg")
     shutil.copytree(CALIB_DATA, tmp_path / "calib_data")

@@ -310,3 +310,18 @@ def test_bench_video_without_a_detector_is_one_line_and_exit_2(pose, clip_file, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--video needs --detector" in err
     assert not (tmp_path / "b").exists()
+
+
+def test_wholebody_frame_after_frame_tracks_and_reset_starts_a_new_clip(pose, detector, clip):
+    """The two-line API with det_every/track gives the same ids as the stream it wraps; boxes are refused."""
+    from rtmw_edge import Wholebody
+
+    wholebody = Wholebody(pose, detector=detector, threads=1, det_every=5, track=True, progress=False)
+    first = {p.track_id for frame in clip.frames[:10] for p in wholebody(frame)} - {None}
+    wholebody.reset()
+    second = {p.track_id for frame in clip.frames[:10] for p in wholebody(frame)} - {None}
+    assert len(first) == len(second) == PEOPLE and not first & second
+    with pytest.raises(RtmwEdgeError, match="boxes cannot be given frame by frame"):
+        wholebody(clip.frames[0], np.array([[0, 0, 10, 10]], np.float32))
+    plain = Wholebody(pose, detector=detector, threads=1, progress=False)
+    assert all(p.track_id is None for p in plain(clip.frames[0]))

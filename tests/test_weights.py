@@ -6,21 +6,21 @@ import dataclasses
 import hashlib
 import io
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from http_mirror import Mirror, closed_port, running_mirror
+from http_mirror import Mirror, closed_port
 from torch import nn
 
-from rtmw_edge import download
 from rtmw_edge.cache import cache_dir
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.model import build_model, get_spec
 from rtmw_edge.model import weights as W
 from rtmw_edge.model.registry import CHECKPOINT_BASE_URL, ModelSpec
+
+CHECKPOINT_PATH = CHECKPOINT_BASE_URL.removeprefix("https://download.openmmlab.com/")  # below the mirror's root
 
 # --------------------------------------------------------------------------- helpers
 
@@ -80,21 +80,6 @@ def same_state(a: nn.Module, b: nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("RTMW_EDGE_CACHE", str(folder))
-    monkeypatch.setattr(download, "DOWNLOAD_TIMEOUT_S", 5.0)  # a hung test fails in seconds, not minutes
-    return folder
-
-
-@pytest.fixture
-def mirror(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mirror]:
-    with running_mirror() as server:
-        monkeypatch.setenv("RTMW_EDGE_CHECKPOINT_URL", server.base)  # no trailing slash on purpose
-        yield server
-
-
 @pytest.fixture(scope="module")
 def tiny_payload() -> bytes:
     return mmpose_bytes(trained_state())
@@ -119,24 +104,31 @@ def test_cache_dir_comes_from_env_else_home_cache(monkeypatch: pytest.MonkeyPatc
     assert cache_dir() == tmp_path / ".cache" / "rtmw-edge"
 
 
-def test_checkpoint_url_uses_mirror_env_else_openmmlab(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checkpoint_url_replaces_the_openmmlab_prefix_with_the_mirror(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = get_spec("rtmw-x")
-    monkeypatch.delenv("RTMW_EDGE_CHECKPOINT_URL", raising=False)
+    monkeypatch.delenv("RTMW_EDGE_MIRROR", raising=False)
     assert W.checkpoint_url(spec) == CHECKPOINT_BASE_URL + spec.checkpoint == spec.url
-    monkeypatch.setenv("RTMW_EDGE_CHECKPOINT_URL", "http://mirror.local/ckpt")
-    assert W.checkpoint_base_url() == "http://mirror.local/ckpt/"
-    assert W.checkpoint_url(spec) == "http://mirror.local/ckpt/" + spec.checkpoint
+    monkeypatch.setenv("RTMW_EDGE_MIRROR", "http://mirror.local/openmmlab/")
+    assert W.checkpoint_url(spec) == f"http://mirror.local/openmmlab/{CHECKPOINT_PATH}{spec.checkpoint}"
 
 
 @pytest.mark.parametrize("url", ["notaurl", "ftp://x", "http://"])
 def test_a_malformed_mirror_url_is_an_error_naming_the_variable_even_with_allow_untrained(
         cache: Path, tiny_spec: ModelSpec, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
-    monkeypatch.setenv("RTMW_EDGE_CHECKPOINT_URL", url)
+    monkeypatch.setenv("RTMW_EDGE_MIRROR", url)
     with pytest.raises(RtmwEdgeError) as caught:
         W.load_weights(TinyNet(), tiny_spec, allow_untrained=True, progress=False)
     message = str(caught.value)
-    assert message.startswith(f"RTMW_EDGE_CHECKPOINT_URL={url!r} is ") and "unset it" in message
+    assert message.startswith(f"RTMW_EDGE_MIRROR={url!r} is ") and "unset it" in message
     assert "\n" not in message
+    assert files_in(cache) == []
+
+
+def test_the_retired_checkpoint_url_variable_is_one_line_naming_its_replacement(
+        cache: Path, tiny_spec: ModelSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RTMW_EDGE_CHECKPOINT_URL", "http://mirror.local/ckpt/")
+    with pytest.raises(RtmwEdgeError, match="RTMW_EDGE_CHECKPOINT_URL is no longer read: set RTMW_EDGE_MIRROR"):
+        W.load_weights(TinyNet(), tiny_spec, allow_untrained=True, progress=False)
     assert files_in(cache) == []
 
 
@@ -146,13 +138,13 @@ def test_a_malformed_mirror_url_is_an_error_naming_the_variable_even_with_allow_
 def test_auto_downloads_official_checkpoint_once_then_uses_cache(
         mirror: Mirror, cache: Path, tiny_spec: ModelSpec, tiny_payload: bytes,
         capsys: pytest.CaptureFixture[str]) -> None:
-    mirror.serve(tiny_spec.checkpoint, tiny_payload)
+    mirror.serve(CHECKPOINT_PATH + tiny_spec.checkpoint, tiny_payload)
     model = TinyNet()
     info = W.load_weights(model, tiny_spec, progress=True)
 
     sha = hashlib.sha256(tiny_payload).hexdigest()
-    assert info == W.Weights("official", f"{mirror.base}/{tiny_spec.checkpoint}", sha)
-    assert files_in(cache) == [tiny_spec.checkpoint]
+    assert info == W.Weights("official", f"{mirror.base}/{CHECKPOINT_PATH}{tiny_spec.checkpoint}", sha)
+    assert files_in(cache) == [tiny_spec.checkpoint, f"{tiny_spec.checkpoint}.sha256"]
     assert (cache / tiny_spec.checkpoint).read_bytes() == tiny_payload
     assert all(torch.equal(model.state_dict()[k], v) for k, v in trained_state().items())
     assert tiny_spec.checkpoint in capsys.readouterr().err  # the progress bar was drawn
@@ -160,14 +152,14 @@ def test_auto_downloads_official_checkpoint_once_then_uses_cache(
     again = TinyNet()
     assert W.load_weights(again, tiny_spec, progress=False) == info
     assert same_state(again, model)
-    assert mirror.requests == [f"/mirror/{tiny_spec.checkpoint}"]
+    assert mirror.requests == [f"/mirror/{CHECKPOINT_PATH}{tiny_spec.checkpoint}"]
     assert capsys.readouterr().err == ""
 
 
 def test_download_with_wrong_checksum_raises_and_caches_nothing(
         mirror: Mirror, cache: Path, tiny_spec: ModelSpec, tiny_payload: bytes) -> None:
     tampered = tiny_payload[:-1] + bytes([tiny_payload[-1] ^ 0xFF])
-    mirror.serve(tiny_spec.checkpoint, tampered)
+    mirror.serve(CHECKPOINT_PATH + tiny_spec.checkpoint, tampered)
     with pytest.raises(RtmwEdgeError, match="checksum") as caught:
         W.fetch_checkpoint(tiny_spec, progress=False)
     assert tiny_spec.sha256_prefix in str(caught.value)
@@ -180,7 +172,7 @@ def test_missing_file_on_server_is_a_one_line_http_404_error(
     with pytest.raises(RtmwEdgeError, match="HTTP 404") as caught:
         W.fetch_checkpoint(tiny_spec, progress=False)
     message = str(caught.value)
-    assert message.startswith(f"cannot download {mirror.base}/{tiny_spec.checkpoint}: ")
+    assert message.startswith(f"cannot download {mirror.base}/{CHECKPOINT_PATH}{tiny_spec.checkpoint}: ")
     assert "\n" not in message
     assert files_in(cache) == []
 
@@ -188,7 +180,7 @@ def test_missing_file_on_server_is_a_one_line_http_404_error(
 def test_body_shorter_than_content_length_raises_and_caches_nothing(
         mirror: Mirror, cache: Path, tiny_spec: ModelSpec, tiny_payload: bytes) -> None:
     half = tiny_payload[: len(tiny_payload) // 2]
-    mirror.serve(tiny_spec.checkpoint, half, declared_length=len(tiny_payload))
+    mirror.serve(CHECKPOINT_PATH + tiny_spec.checkpoint, half, declared_length=len(tiny_payload))
     with pytest.raises(RtmwEdgeError, match=f"got {len(half)} of {len(tiny_payload)} bytes"):
         W.fetch_checkpoint(tiny_spec, progress=True)
     assert files_in(cache) == []
@@ -206,7 +198,7 @@ def test_corrupted_cache_file_is_an_error_saying_to_delete_it(
 def test_offline_auto_with_allow_untrained_warns_once_and_uses_untrained(
         cache: Path, tiny_spec: ModelSpec, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("RTMW_EDGE_CHECKPOINT_URL", f"http://127.0.0.1:{closed_port()}/")
+    monkeypatch.setenv("RTMW_EDGE_MIRROR", f"http://127.0.0.1:{closed_port()}/")
     model = TinyNet()
     info = W.load_weights(model, tiny_spec, allow_untrained=True, progress=False)
 
@@ -223,7 +215,7 @@ def test_offline_auto_with_allow_untrained_warns_once_and_uses_untrained(
 
 def test_offline_auto_without_allow_untrained_raises_suggesting_weights_option(
         cache: Path, tiny_spec: ModelSpec, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RTMW_EDGE_CHECKPOINT_URL", f"http://127.0.0.1:{closed_port()}/")
+    monkeypatch.setenv("RTMW_EDGE_MIRROR", f"http://127.0.0.1:{closed_port()}/")
     with pytest.raises(RtmwEdgeError, match="cannot download") as caught:
         W.load_weights(TinyNet(), tiny_spec, progress=False)
     assert "--weights PATH" in str(caught.value)

@@ -101,6 +101,7 @@ class Backend:
     reference: bool = False  # the float baseline others are compared with (what rtmlib runs)
     ranks_layers: bool = False  # can rank single layers by harm cheaply (the detector gate's search)
     accuracy_control: bool = False  # has its own accuracy-controlled quantization
+    reads_onnx: bool = False  # its runner loads an ONNX file as it is (a conversion's reference without ours)
 
     def open(self, path: Path, **options) -> Runner:
         return self._module("runner").load(Path(path), **options)

@@ -151,7 +151,7 @@ def run_bench(paths: Sequence[str | Path], settings: BenchSettings) -> BenchRun:
     _given_or(settings.det_every, 1, "--det-every")
     out = Path(settings.out)
     check_free(out, BENCH_FILES, settings.overwrite)
-    evaluation, frame, frame_info = _inputs(settings, threads)
+    evaluation, frame, frame_info = _inputs(settings, threads, profile)
     if settings.video is not None and not settings.detector:
         raise RtmwEdgeError("--video needs --detector: the frames per second are the whole pipeline's, detector "
                             "included")
@@ -205,12 +205,15 @@ def _reasons(skipped: Sequence[Skipped]) -> str:
     return "; ".join(f"{s.name}: {s.reason}" for s in skipped)
 
 
-def _inputs(settings: BenchSettings, threads: int | None) -> tuple[object, tuple | None, Frame | None]:
-    """The ground-truth set for --eval, and the end-to-end frame: its first image, else a shipped photo."""
+def _inputs(settings: BenchSettings, threads: int | None,
+            profile: Profile | None) -> tuple[object, tuple | None, Frame | None]:
+    """The ground-truth set for --eval, and the end-to-end frame: its first image, else a shipped photo. A registered
+    detector's name (or 'auto') runs on the profile's first installed backend."""
     from rtmw_edge.evaluation.ground_truth import GroundTruthSet
+    from rtmw_edge.resolve import NO_DETECTOR, detector_artifact, machine_profile
 
     evaluation = GroundTruthSet.open(settings.eval_json) if settings.eval_json else None
-    if not settings.detector:
+    if settings.detector in (None, "", NO_DETECTOR):
         return evaluation, None, None
     from rtmw_edge.detector import open_detector
     from rtmw_edge.packaged import package_data
@@ -219,7 +222,9 @@ def _inputs(settings: BenchSettings, threads: int | None) -> tuple[object, tuple
     image = cv2.imread(str(path))
     if image is None:
         raise RtmwEdgeError(f"cannot read {path} as an image")
-    detector = open_detector(settings.detector, threads=threads)
+    profile = machine_profile(profile)
+    detector = open_detector(detector_artifact(settings.detector, profile.installed_backend(), profile),
+                             threads=threads)
     info = Frame(image=path.name, width=image.shape[1], height=image.shape[0], persons=len(detector.detect(image)),
                  detector=Path(settings.detector).name)
     return evaluation, (image, detector), info

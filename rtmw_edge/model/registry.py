@@ -1,4 +1,10 @@
-"""Every RTMW variant by name: architecture numbers, input size, codec, official checkpoint and its facts."""
+"""Every RTMW variant by name: architecture numbers, input size, codec, official checkpoint, official ONNX and facts.
+
+The official ONNX files are mmdeploy's end-to-end exports in OpenMMLab's SDK zips (the ones rtmlib uses): input
+`input` [N,3,H,W] (normalised RGB, as ours), outputs `simcc_x` [N,133,2W] and `simcc_y` [N,133,2H], no
+preprocessing or decoding inside. rtmw-m's is the `rtmw-dw-l-m` zip (mmpose's README links a `-dw-m-s` name that
+rtmlib does not use); rtmw-x has none.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from dataclasses import dataclass
 from rtmw_edge.errors import RtmwEdgeError
 
 CHECKPOINT_BASE_URL = "https://download.openmmlab.com/mmpose/v1/projects/rtmw/"
+ONNX_SDK_BASE_URL = CHECKPOINT_BASE_URL + "onnx_sdk/"
 
 
 @dataclass(frozen=True)
@@ -22,12 +29,17 @@ class ModelSpec:
     checkpoint: str
     published_ap: float
     published_ar: float
+    onnx_sdk: str | None = None  # the official ONNX SDK zip, when OpenMMLab publishes one
     split_ratio: float = 2.0
     num_keypoints: int = 133
 
     @property
     def url(self) -> str:
         return CHECKPOINT_BASE_URL + self.checkpoint
+
+    @property
+    def onnx_sdk_url(self) -> str | None:
+        return ONNX_SDK_BASE_URL + self.onnx_sdk if self.onnx_sdk else None
 
     @property
     def sha256_prefix(self) -> str | None:
@@ -47,13 +59,16 @@ class ModelSpec:
 
 MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("rtmw-m-256x192", "rtmw-m", 0.67, 0.75, (256, 192), (4.9, 5.66),
-              "rtmw-dw-l-m_simcc-cocktail14_270e-256x192-20231122.pth", 58.2, 67.3),
+              "rtmw-dw-l-m_simcc-cocktail14_270e-256x192-20231122.pth", 58.2, 67.3,
+              "rtmw-dw-l-m_simcc-cocktail14_270e-256x192_20231122.zip"),
     ModelSpec("rtmw-l-256x192", "rtmw-l", 1.0, 1.0, (256, 192), (4.9, 5.66),
-              "rtmw-dw-x-l_simcc-cocktail14_270e-256x192-20231122.pth", 66.0, 74.6),
+              "rtmw-dw-x-l_simcc-cocktail14_270e-256x192-20231122.pth", 66.0, 74.6,
+              "rtmw-dw-x-l_simcc-cocktail14_270e-256x192_20231122.zip"),
     ModelSpec("rtmw-x-256x192", "rtmw-x", 1.33, 1.25, (256, 192), (4.9, 5.66),
               "rtmw-x_simcc-cocktail14_pt-ucoco_270e-256x192-13a2546d_20231208.pth", 67.2, 75.2),
     ModelSpec("rtmw-l-384x288", None, 1.0, 1.0, (384, 288), (6.0, 6.93),
-              "rtmw-dw-x-l_simcc-cocktail14_270e-384x288-20231122.pth", 70.1, 78.0),
+              "rtmw-dw-x-l_simcc-cocktail14_270e-384x288-20231122.pth", 70.1, 78.0,
+              "rtmw-dw-x-l_simcc-cocktail14_270e-384x288_20231122.zip"),
     ModelSpec("rtmw-x-384x288", None, 1.33, 1.25, (384, 288), (6.0, 6.93),
               "rtmw-x_simcc-cocktail14_pt-ucoco_270e-384x288-f840f204_20231122.pth", 70.2, 78.1),
 )
@@ -64,10 +79,15 @@ def list_models() -> list[ModelSpec]:
     return list(MODELS)
 
 
+def find_spec(name: str) -> ModelSpec | None:
+    """The model registered under this full name or short alias, None when there is none."""
+    return next((spec for spec in MODELS if name in (spec.name, spec.alias)), None)
+
+
 def get_spec(name: str) -> ModelSpec:
     """Look a model up by its full name or short alias."""
-    for spec in MODELS:
-        if name in (spec.name, spec.alias):
-            return spec
+    spec = find_spec(name)
+    if spec is not None:
+        return spec
     known = ", ".join(sorted({s.name for s in MODELS} | {s.alias for s in MODELS if s.alias}))
     raise RtmwEdgeError(f"unknown model '{name}' (known: {known})")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import os
 import pickle
 import re
 import sys
@@ -22,11 +21,10 @@ import torch
 from torch import nn
 
 from rtmw_edge.cache import cache_dir
-from rtmw_edge.download import DownloadError, fetch, one_line, sha256_of, url_problem, verified
+from rtmw_edge.download import DownloadError, fetch, mirrored, one_line, sha256_of, verified
 from rtmw_edge.errors import RtmwEdgeError
-from rtmw_edge.model.registry import CHECKPOINT_BASE_URL, ModelSpec
+from rtmw_edge.model.registry import ModelSpec
 
-CHECKPOINT_URL_ENV = "RTMW_EDGE_CHECKPOINT_URL"
 # mmpose checkpoints also hold the data preprocessor's mean/std buffers; our model normalises elsewhere.
 DROPPED_PREFIXES = ("data_preprocessor.",)
 # Uniform samples summed to approximate a normal (Irwin-Hall): only additions, so bit-exact everywhere.
@@ -51,19 +49,9 @@ class Weights:
 # --------------------------------------------------------------------------- official checkpoints
 
 
-def checkpoint_base_url() -> str:
-    """The folder URL official checkpoints come from: $RTMW_EDGE_CHECKPOINT_URL (a mirror), else OpenMMLab."""
-    url = os.environ.get(CHECKPOINT_URL_ENV) or CHECKPOINT_BASE_URL
-    problem = url_problem(url)
-    if problem:
-        raise RtmwEdgeError(f"{CHECKPOINT_URL_ENV}={url!r} is {problem}: set it to the http(s) URL of a folder "
-                            f"of checkpoints (a mirror of {CHECKPOINT_BASE_URL}) or unset it")
-    return url if url.endswith("/") else url + "/"
-
-
 def checkpoint_url(spec: ModelSpec) -> str:
-    """The URL of a model's official checkpoint, honouring a configured mirror."""
-    return checkpoint_base_url() + spec.checkpoint
+    """The URL of a model's official checkpoint, on the mirror when $RTMW_EDGE_MIRROR names one."""
+    return mirrored(spec.url)
 
 
 def cached_checkpoint(spec: ModelSpec) -> Path | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import tempfile
@@ -12,7 +13,7 @@ import numpy as np
 from rtmw_edge.backends.base import Written
 from rtmw_edge.backends.ncnn.modelbin import layer_bytes
 from rtmw_edge.backends.ncnn.param import ParamGraph, record_input_shape
-from rtmw_edge.errors import RtmwEdgeError, require
+from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.onnx_io import load_onnx, onnx_io
 
 # pnnx's side outputs, all kept in a scratch folder (never beside the user's file)
@@ -24,7 +25,7 @@ WEIGHTED_ONNX = ("Conv", "Gemm", "MatMul")
 
 
 def convert(onnx_path: Path, folder: Path, stem: str, precision: str) -> Written:
-    pnnx = require("pnnx", "export")
+    executable = pnnx_executable()
     _, output_names, (c, h, w) = onnx_io(onnx_path)
     param = folder.resolve() / f"{stem}.ncnn.param"
     with tempfile.TemporaryDirectory() as scratch:
@@ -32,7 +33,7 @@ def convert(onnx_path: Path, folder: Path, stem: str, precision: str) -> Written
         # pnnx writes `<input>.pnnxsim.onnx` beside its input: give it a copy in the scratch folder
         source = scratch / "m.onnx"
         shutil.copyfile(onnx_path, source)
-        args = [pnnx.EXEC_PATH, str(source), f"inputshape=[1,{c},{h},{w}]", f"fp16={int(precision == 'fp16')}",
+        args = [executable, str(source), f"inputshape=[1,{c},{h},{w}]", f"fp16={int(precision == 'fp16')}",
                 f"ncnnparam={param}", f"ncnnbin={param.with_suffix('.bin')}",
                 *(f"{k}={scratch / v}" for k, v in _SIDE_FILES.items())]
         done = subprocess.run(args, cwd=scratch, capture_output=True, text=True)
@@ -42,6 +43,18 @@ def convert(onnx_path: Path, folder: Path, stem: str, precision: str) -> Written
     record_input_shape(param, (c, h, w))
     names = source_layer_names(param, onnx_path) if precision == "fp32" else {}
     return Written(param.name, "in0", [f"out{i}" for i in range(len(output_names))], names)
+
+
+def pnnx_executable() -> str:
+    """pnnx's own executable, found without importing its Python package: that imports torch, which converting an
+    ONNX file does not need (an edge device without torch installs it with `pip install --no-deps pnnx`)."""
+    spec = importlib.util.find_spec("pnnx")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    found = [Path(f) / name for f in folders for name in ("pnnx", "pnnx.exe") if (Path(f) / name).is_file()]
+    if not found:
+        raise RtmwEdgeError("pnnx is not installed: pip install pnnx (or, without torch, pip install --no-deps pnnx: "
+                            "its executable converts ONNX alone)")
+    return str(found[0])
 
 
 def source_layer_names(param: Path, onnx_path: Path) -> dict[str, str]:

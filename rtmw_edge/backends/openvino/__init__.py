@@ -13,4 +13,5 @@ BACKEND = Backend(
     tolerances={("pose", "fp32"): Tolerance(5e-5, 1.0), ("pose", "fp16"): Tolerance(1e-2, 0.0),
                 ("detector", "fp32"): Tolerance(1e-4, 0.0), ("detector", "fp16"): Tolerance(2e-2, 0.0)},
     accuracy_control=True,
+    reads_onnx=True,
 )

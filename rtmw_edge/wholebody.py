@@ -1,0 +1,70 @@
+"""Whole-body poses from names in two lines, the objects `rtmw-edge predict` itself uses:
+
+    pose = rtmw_edge.Wholebody("rtmw-m", backend="openvino", precision="int8")   # made once, then cached
+    persons = pose(frame_bgr)                                                    # [Person], 133 keypoints each
+
+For a video or a camera, `Wholebody(..., det_every=5, track=True, smooth=True)` called frame after frame runs
+the detector on one frame in five and gives each `Person` a `track_id` (rtmw_edge.video); `reset()` starts a
+new clip.
+
+The model and the detector may be registered names (fetched and converted on first use, see `resolve`) or
+artifacts; `detector="auto"` takes the device profile's detector, `"none"` the whole image as one person.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rtmw_edge.artifact import load_artifact
+from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.predictor import Person, Predictor
+from rtmw_edge.profiles import Profile
+from rtmw_edge.resolve import AUTO, detector_artifact, machine_profile, pose_artifact
+from rtmw_edge.video.stream import PoseStream
+
+
+class Wholebody:
+    """A pose model and a person detector by name: `pose(frame)` gives the `Person`s in a BGR frame.
+
+    `backend` defaults to the device profile's first installed backend, `profile` to this machine's (see
+    `profiles.default_profile_name`); threads and device default to the profile's. Options after the detector are
+    keyword-only, so new ones can join without breaking a call.
+    """
+
+    def __init__(self, model: str | Path = "rtmw-m", backend: str | None = None, precision: str = "fp32",
+                 detector: str | Path | None = AUTO, *, profile: str | Path | Profile | None = None,
+                 threads: int | None = None, device: str | None = None, flip_test: bool = False,
+                 score_threshold: float = 0.3, det_every: int = 1, track: bool = False, smooth: bool = False,
+                 progress: bool = True) -> None:
+        self.profile = machine_profile(profile)
+        pose = pose_artifact(model, backend, precision, self.profile, progress=progress)
+        backend = load_artifact(pose, verify=False).meta.backend
+        options = self.profile.runner_options(backend, threads)
+        self.predictor = Predictor(
+            pose, detector=detector_artifact(detector, backend, self.profile, progress=progress),
+            threads=options["threads"], device=device or options["device"], flip_test=flip_test,
+            score_threshold=score_threshold)
+        # frame after frame only when asked: a plain call stays one independent image
+        self.stream = (PoseStream(self.predictor, det_every=det_every, track=track, smooth=smooth)
+                       if (det_every, track, smooth) != (1, False, False) else None)
+
+    def __call__(self, frame_bgr: np.ndarray, boxes: np.ndarray | None = None) -> list[Person]:
+        """The persons in `frame_bgr` (uint8 BGR, as OpenCV reads it), in the order of `boxes` or the detector's;
+        with det_every, track or smooth, the next frame of the clip (then `boxes` is not taken)."""
+        if self.stream is None:
+            return self.predictor.predict(frame_bgr, boxes)
+        if boxes is not None:
+            raise RtmwEdgeError("boxes cannot be given frame by frame: with det_every, track or smooth the "
+                                "detector and the tracker find them")
+        return self.stream(frame_bgr)
+
+    def reset(self) -> None:
+        """A new clip: nobody is carried over (ids keep counting up, never reused)."""
+        if self.stream is not None:
+            self.stream.reset()
+
+    @property
+    def info(self) -> str:
+        return self.predictor.info

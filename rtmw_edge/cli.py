@@ -46,11 +46,13 @@ def _export(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from rtmw_edge.media.inputs import collect_inputs
     from rtmw_edge.media.predict import predict_inputs
-    from rtmw_edge.media.video import StreamOptions, quiet_ffmpeg
+    from rtmw_edge.media.video import StreamOptions, check_display, quiet_ffmpeg
     from rtmw_edge.wholebody import Wholebody
 
     quiet_ffmpeg()
     collect_inputs(args.inputs)  # a bad input fails before a model is made
+    if args.show:
+        check_display()  # likewise: before a model or a detector is fetched
     video = StreamOptions(det_every=args.det_every, track=args.track, smooth=args.smooth, show=args.show)
     pose = Wholebody(args.model, args.backend, args.precision, args.detector, profile=args.device_profile,
                      threads=args.threads, device=args.device, flip_test=args.flip_test,

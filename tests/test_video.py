@@ -257,7 +257,7 @@ def _predict_process(*argv: str) -> subprocess.Popen:
 
 def test_a_camera_that_does_not_exist_is_one_line_and_leaves_nothing(pose, tmp_path):
     """In a fresh process: OpenCV's own notes on the missing device would land on stderr beside ours."""
-    done = _predict_process("9", "--model", str(pose), "--track", "--out", str(tmp_path / "o"))
+    done = _predict_process("9", "--model", str(pose), "--detector", "none", "--track", "--out", str(tmp_path / "o"))
     stdout, stderr = done.communicate(timeout=120)
     assert done.returncode == 2 and stdout == ""
     assert stderr.count("\n") == 1 and "cannot open camera 9" in stderr, stderr

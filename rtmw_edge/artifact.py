@@ -59,6 +59,12 @@ class Artifact:
         return self.folder / self.meta.main_file
 
     @property
+    def runner_options(self) -> dict[str, object]:
+        """What its runner must be told: the blobs it is known by and the precision it computes in."""
+        meta = self.meta
+        return {"input_name": meta.input_name, "output_names": list(meta.output_names), "precision": meta.precision}
+
+    @property
     def network(self) -> Network:
         """The network file with the names a backend knows it by, as quantizers take it."""
         meta = self.meta

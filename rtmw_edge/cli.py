@@ -70,7 +70,7 @@ def _quantize(args: argparse.Namespace) -> int:
                       evaluation=args.eval, evaluation_images=args.eval_images, weights=args.weights,
                       allow_untrained=args.allow_untrained, detector=args.detector, recipe=args.recipe,
                       max_drop=args.max_drop, out=args.out, overwrite=args.overwrite, threads=args.threads,
-                      sensitivity=args.sensitivity)
+                      sensitivity=args.sensitivity, precisions=args.float_precisions)
     print(result.table)
     print(f"report: {result.report_path}  record: {result.record_path}")
     if not result.passed:
@@ -195,6 +195,10 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="inference threads for evaluation and latency")
     p.add_argument("--sensitivity", action="store_true",
                    help="also measure each layer group quantized alone (for a recipe's [sensitivity] table)")
+    p.add_argument("--float-precisions", nargs="*", metavar="PRECISION",
+                   choices=[p for p in _precisions() if p != "fp32"],
+                   help="float precisions to keep beside FP32 and INT8, scored like INT8 (default: every one the "
+                        "backend exports; none given: none); one this CPU cannot compute is skipped with the reason")
     p.add_argument("--out", default="quantized", help="folder that receives the result folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing result folder")
 

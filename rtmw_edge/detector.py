@@ -180,8 +180,8 @@ def open_detector(path: str | Path | None, score_threshold: float = 0.3, threads
         if meta.kind != "detector":
             raise RtmwEdgeError(f"{path} is a {meta.kind} artifact, not a detector")
         path = artifact.main_path
-        options = {"backend": meta.backend, "input_name": meta.input_name, "output_names": meta.output_names,
-                   "preprocessing": meta.preprocessing, **(options or {})}
+        options = {"backend": meta.backend, **artifact.runner_options, "preprocessing": meta.preprocessing,
+                   **(options or {})}
     elif not path.is_file():
         raise RtmwEdgeError(f"detector {path} does not exist")
     return Detector(path, score_threshold=score_threshold, threads=threads, device=device, **(options or {}))

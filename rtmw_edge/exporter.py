@@ -22,7 +22,7 @@ from rtmw_edge.backends.base import Written
 from rtmw_edge.errors import MissingExtraError, RtmwEdgeError, require
 from rtmw_edge.fileio import atomic_dir
 from rtmw_edge.keypoints import layout_metadata
-from rtmw_edge.machine import tool_versions
+from rtmw_edge.machine import cpu_flags, tool_versions
 from rtmw_edge.model import ModelSpec, build_model, get_spec
 from rtmw_edge.model.detectors import get_detector
 from rtmw_edge.onnx_io import onnx_io
@@ -133,9 +133,12 @@ def export_detector(onnx_path: str | Path, backend: str, precision: str = "fp32"
 
 
 def _checked(backend: str, kind: str, precision: str) -> Backend:
-    """The backend's record, once it is known to export `kind` models in `precision`."""
+    """The backend's record, once it is known to export `kind` models in `precision` and this CPU to compute
+    it (the artifact is verified by running it here)."""
     record = get_backend(backend)
     record.tolerance(kind, precision)
+    if reason := record.lacks(precision, cpu_flags()):
+        raise RtmwEdgeError(f"cannot export and verify it on this machine: {reason}")
     return record
 
 
@@ -228,8 +231,7 @@ def _onnx_reference(onnx_path: Path) -> Callable[[np.ndarray], list[np.ndarray]]
 def verify(artifact: Artifact, reference: Callable[[np.ndarray], list[np.ndarray]]) -> dict:
     """Run the probe through the artifact and its source; raise if they differ beyond the tolerance."""
     meta = artifact.meta
-    runner = open_runner(artifact.main_path, meta.backend, input_name=meta.input_name,
-                         output_names=meta.output_names)
+    runner = open_runner(artifact.main_path, meta.backend, **artifact.runner_options)
     probe = probe_input(tuple(meta.input_hw), PROBE_BATCH if meta.kind == "pose" else 1)
     expected, got = reference(probe), runner.run(probe)
     if [e.shape for e in expected] != [g.shape for g in got]:
@@ -265,7 +267,10 @@ def compare_logits(expected: list[np.ndarray], got: list[np.ndarray]) -> dict:
 
 
 def print_report(artifact: Artifact, report: dict, stream=None) -> None:
-    print(f"exported {artifact.meta.label} -> {artifact.main_path}", file=stream)
+    meta = artifact.meta
+    computes = get_backend(meta.backend).computes(meta.precision)
+    note = f" ({meta.precision} weights, computed in {computes})" if computes != meta.precision else ""
+    print(f"exported {meta.label}{note} -> {artifact.main_path}", file=stream)
     print(f"  verified against its source on a probe input: max abs error {report['max_abs']:.2e}, "
           f"{report['max_rel']:.2e} of the outputs' scale {report['scale']:.3g} (allowed "
           f"{report['tolerance_max_rel']:g}), argmax agreement {report['agreement']:.2%} "

@@ -15,9 +15,9 @@ from pathlib import Path
 from rtmw_edge.backends import BACKENDS
 
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
-# the flags that decide INT8 and FP16 speed, recorded with every measurement
-ISA_FLAGS = frozenset({"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16", "neon", "asimd",
-                       "asimddp", "fphp", "asimdhp"})
+# the flags that decide INT8, BF16 and FP16 speed, recorded with every measurement
+ISA_FLAGS = frozenset({"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "avx512_bf16",
+                       "avx512_fp16", "neon", "asimd", "asimddp", "fphp", "asimdhp"})
 
 
 @dataclass(frozen=True)

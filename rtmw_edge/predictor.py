@@ -116,8 +116,7 @@ class Predictor:
         _check_sidecar(self.artifact)
         # `runner`: an open network to use instead of the artifact's file (a quantization candidate)
         self.runner = runner or open_runner(self.artifact.main_path, backend or meta.backend, threads=threads,
-                                            device=device, input_name=meta.input_name,
-                                            output_names=meta.output_names)
+                                            device=device, **self.artifact.runner_options)
         self.input_hw: tuple[int, int] = (int(meta.input_hw[0]), int(meta.input_hw[1]))
         self.split_ratio = float(meta.decoding["split_ratio"])
         self.flip_indices: list[int] = list(meta.keypoints["flip_indices"])

@@ -1,6 +1,7 @@
 """Device profiles are data: `runtimes/<device>/profile.toml` says which backends to run there, in which order,
-with how many threads, on which device (ONNX Runtime provider, OpenVINO device, ncnn Vulkan on or off), and which
-person detector `--detector auto` takes.
+with how many threads, on which device (ONNX Runtime provider, OpenVINO device, ncnn Vulkan on or off), which
+person detector `--detector auto` takes, and which precision to prefer by CPU feature (its `[[choose]]` rules,
+read by `Profile.choose`).
 
 `rtmw-edge bench --device-profile NAME` applies one; NAME is a shipped profile or the path of a TOML file. Where
 none is named (predict, the Python API) the machine picks one: `default_profile_name`.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +21,31 @@ from rtmw_edge.model.detectors import DETECTORS, find_detector
 from rtmw_edge.packaged import package_data, read_toml
 
 PROFILE_FILE = "profile.toml"
-PRECISIONS = ("int8", "fp16", "fp32")
+PRECISIONS = ("int8", "bf16", "fp16", "fp32")
 DEFAULT_DETECTOR = "rtmdet-nano"  # of a profile that names none: the smallest
 ARM_MACHINES = ("aarch64", "arm64")
 JETSON_MARK = Path("/etc/nv_tegra_release")  # L4T writes it on every Jetson
-_KEYS = {"name", "description", "backends", "precisions", "threads", "device", "detector", "bench"}
+_KEYS = {"name", "description", "backends", "precisions", "threads", "device", "detector", "bench", "choose"}
 _BENCH_KEYS = {"batch", "runs"}
+_RULE_KEYS = {"cpu", "flags", "precisions", "why"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One `[[choose]]` rule: on a CPU with any of `flags`, prefer the fastest of `precisions` within budget."""
+
+    cpu: str  # the feature as people name it ("AMX or AVX512-BF16")
+    flags: tuple[str, ...]  # CPU flags (/proc/cpuinfo), any one of which is the feature
+    precisions: tuple[str, ...]  # the candidates; the first where nothing measured them
+    why: str
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The precision a profile prefers on one CPU, and why (one line that does not repeat the precision)."""
+
+    precision: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -41,6 +62,34 @@ class Profile:
     batch: int
     runs: int
     path: Path
+    rules: tuple[Rule, ...] = ()  # by CPU feature, the first that the CPU has decides
+
+    def choose(self, flags: frozenset[str], measured: Mapping[str, tuple[float, bool]] | None = None,
+               measured_on: frozenset[str] = frozenset()) -> Choice:
+        """The precision to prefer on a CPU with `flags`: of the first matching rule's precisions, the fastest that
+        `measured` (precision -> (latency ms, within budget), what a quantize record says) has within budget, when
+        the CPU that measured it (`measured_on`, its flags) is one the same rule picks; else the rule's first."""
+        rule = self._rule(flags)
+        if rule is None:
+            return Choice(self.precisions[0], f"no [[choose]] rule of {self.name} matches this CPU: the first of "
+                                              "its precisions")
+        found = flags & set(rule.flags)
+        head = f"{rule.cpu} ({', '.join(sorted(found))})"
+        usable = {p: measured[p] for p in rule.precisions if measured and p in measured}
+        if len(rule.precisions) == 1 or not usable or self._rule(measured_on) != rule:
+            why = rule.why if len(rule.precisions) == 1 else (
+                f"{rule.why}; no quantize record measured {' or '.join(rule.precisions)} on such a CPU, so the "
+                "rule's first")
+            return Choice(rule.precisions[0], f"{head}: {why}")
+        fitting = {p: ms for p, (ms, within) in usable.items() if within}
+        figures = ", ".join(f"{p} {ms:.1f} ms{'' if within else ' (over budget)'}"
+                            for p, (ms, within) in usable.items())
+        best = min(fitting, key=fitting.get) if fitting else rule.precisions[0]
+        verdict = "the fastest within budget" if fitting else "none within budget, so the rule's first"
+        return Choice(best, f"{head}: {verdict} by the quantize record ({figures}); {rule.why}")
+
+    def _rule(self, flags: frozenset[str]) -> Rule | None:
+        return next((rule for rule in self.rules if flags & set(rule.flags)), None)
 
     def runner_options(self, backend: str, threads: int | None = None) -> dict[str, object]:
         """Options for `open_runner`/`Predictor` on `backend`; an explicit `threads` wins over the profile's."""
@@ -105,6 +154,7 @@ def _parse(data: dict, path: Path) -> Profile:
     if not isinstance(detector, str) or find_detector(detector) is None:
         raise RtmwEdgeError(f"device profile {path}: 'detector' must be one of {', '.join(d.name for d in DETECTORS)}"
                             f", got {detector!r}")
+    rules = _rules(data.get("choose", []), path)
     return Profile(
         name=str(data.get("name", path.parent.name)),
         description=str(data.get("description", "")),
@@ -116,7 +166,26 @@ def _parse(data: dict, path: Path) -> Profile:
         batch=_count(bench.get("batch", 5), "bench.batch", path),
         runs=_count(bench.get("runs", 20), "bench.runs", path),
         path=path,
+        rules=rules,
     )
+
+
+def _rules(tables: object, path: Path) -> tuple[Rule, ...]:
+    if not isinstance(tables, list):
+        raise RtmwEdgeError(f"device profile {path}: 'choose' must be a list of [[choose]] tables")
+    rules = []
+    for index, table in enumerate(tables):
+        key = f"choose[{index}]"
+        _only(table, _RULE_KEYS, path, f"{key}.")
+        missing = sorted(_RULE_KEYS - set(table))
+        if missing:
+            raise RtmwEdgeError(f"device profile {path}: '{key}' has no '{missing[0]}'")
+        flags = table["flags"]
+        if not isinstance(flags, list) or not flags or not all(isinstance(f, str) for f in flags):
+            raise RtmwEdgeError(f"device profile {path}: '{key}.flags' must list CPU flags (/proc/cpuinfo)")
+        rules.append(Rule(str(table["cpu"]), tuple(flags),
+                          _choice_list(table["precisions"], PRECISIONS, f"{key}.precisions", path), str(table["why"])))
+    return tuple(rules)
 
 
 def _only(table: object, allowed: set[str], path: Path, prefix: str) -> None:

@@ -170,3 +170,20 @@ def test_a_missing_runtime_names_the_pip_extra(rtmdet_models, monkeypatch):
     monkeypatch.setitem(sys.modules, "ncnn", None)  # what `import ncnn` meets when ncnn is not installed
     with pytest.raises(MissingExtraError, match=r"rtmw-edge\[ncnn\]"):
         open_runner(path, **options)
+
+
+def test_a_runner_refuses_a_precision_this_cpu_cannot_compute_naming_its_flag(rtmdet_models):
+    """An artifact computes in the precision it names or not at all: never silently in another one."""
+    from rtmw_edge.machine import cpu_flags
+
+    refused = 0
+    for name, backend in BACKENDS.items():
+        path, options = rtmdet_models[name]
+        for precision in backend.precisions:
+            if backend.lacks(precision, cpu_flags()):
+                with pytest.raises(RtmwEdgeError, match=backend.arithmetic[precision].needs[0]):
+                    open_runner(path, precision=precision, **options)
+                refused += 1
+            else:
+                assert open_runner(path, precision=precision, **options).run(np.zeros((1, 3, 320, 320), np.float32))
+    assert refused  # x86 has no Arm fp16, Arm no AMX

@@ -346,3 +346,45 @@ def test_existing_results_are_kept_unless_overwrite_is_asked(two_devices, export
     assert main(["bench", str(exports), "--out", str(two_devices[0]), "--runs", "1"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (two_devices[0] / "results.json").read_bytes() == before
+
+
+def test_bench_runs_the_precisions_this_cpu_computes_and_names_the_flag_of_the_others(exports, tmp_path):
+    """bf16 and fp16 artifacts beside FP32: those this CPU computes are rows, the others are listed as not run
+    with the CPU flag they need; the profile's choice runs first and is named in the report."""
+    import shutil
+
+    from rtmw_edge.artifact import write_metadata
+    from rtmw_edge.machine import cpu_flags
+    from rtmw_edge.quantization.floats import derive_artifact
+
+    fp32, backend = load_artifact(exports / OPENVINO), BACKENDS["openvino"]
+    folder = tmp_path / "set"
+    folder.mkdir()
+    shutil.copytree(fp32.folder, folder / OPENVINO)  # copies: bench does not follow links
+    made, lacking = [], []
+    for precision in ("bf16", "fp16"):
+        if backend.lacks(precision, cpu_flags()):  # made on a CPU that computes it, brought to this one
+            copy = folder / f"rtmw-m-256x192-openvino-{precision}"
+            shutil.copytree(fp32.folder, copy)
+            meta = load_artifact(copy).meta
+            meta.precision = precision
+            write_metadata(copy, meta)
+            lacking.append(precision)
+        else:
+            derive_artifact(fp32, precision, folder)
+            made.append(precision)
+    out = tmp_path / "bench"
+    assert main(["bench", str(folder), "--runs", "2", "--batch", "2", "--device-profile", "intel-cpu",
+                 "--out", str(out)]) == 0
+    results = _results(out)
+    assert sorted(a.precision for a in results.artifacts) == sorted(["fp32", *made]) and lacking
+    reasons = {s.name: s.reason for s in results.skipped}
+    for precision in lacking:
+        assert backend.arithmetic[precision].needs[0] in reasons[f"rtmw-m-256x192-openvino-{precision}"]
+    (preferred,) = results.recommended
+    assert preferred.backend == "openvino" and preferred.precision in ("bf16", "int8")
+    if preferred.precision in made:
+        assert results.artifacts[0].precision == preferred.precision
+    report = (out / "report.md").read_text()
+    assert f"Device profile intel-cpu prefers openvino {preferred.precision} on this CPU" in report
+    assert all(f"Not run: rtmw-m-256x192-openvino-{p}" in report for p in lacking)

@@ -158,3 +158,75 @@ def test_the_self_check_judges_error_relative_to_the_logits_scale():
     assert large["max_abs"] == pytest.approx(10 * small["max_abs"], rel=1e-3)
     assert large["max_rel"] == pytest.approx(small["max_rel"], rel=1e-3)
     assert small["agreement_with_ties"] == 1.0
+
+
+def _lacking() -> list[tuple[str, str, str]]:
+    """(backend, precision, the flags it needs) of every precision this CPU cannot compute."""
+    from rtmw_edge.backends import BACKENDS
+    from rtmw_edge.machine import cpu_flags
+
+    return [(b.name, p, " or ".join(b.arithmetic[p].needs)) for b in BACKENDS.values() for p in b.precisions
+            if b.lacks(p, cpu_flags())]
+
+
+def test_openvino_bf16_keeps_the_fp32_ir_and_computes_in_bf16(tmp_path, exported):
+    if ("openvino", "bf16") in [(b, p) for b, p, _ in _lacking()]:
+        pytest.skip("this CPU has neither AMX nor AVX512-BF16")
+    artifact, report = export_model("rtmw-m", "openvino", "bf16", weights="untrained", out_dir=tmp_path,
+                                    progress=False)
+    assert artifact.folder.name == "rtmw-m-256x192-openvino-bf16" and artifact.meta.precision == "bf16"
+    weights = "rtmw-m-256x192.bin"  # the float32 weights themselves (op names in the .xml count per process)
+    assert artifact.meta.files[weights] == exported["openvino"].meta.files[weights]
+    # computed in bf16: far from float32's ~1e-5, yet within its own tolerance
+    fp32_error = exported["openvino"].meta.verification["max_rel"]
+    assert 100 * fp32_error < report["max_rel"] <= get_backend("openvino").tolerance("pose", "bf16").max_rel
+
+
+def test_float_precisions_made_from_the_fp32_files_verify_against_them(tmp_path, exported):
+    """What quantize keeps beside FP32 and INT8: each precision this CPU computes, from the FP32 artifact."""
+    from rtmw_edge.quantization.floats import derive_artifact, float_precisions
+
+    lacking = {(b, p) for b, p, _ in _lacking()}
+    made = []
+    for fp32 in exported.values():
+        for precision in float_precisions(fp32.meta.backend):
+            if (fp32.meta.backend, precision) in lacking:
+                continue
+            artifact = derive_artifact(fp32, precision, tmp_path)
+            tolerance = get_backend(fp32.meta.backend).tolerance("pose", precision)
+            assert artifact.meta.precision == precision and artifact.meta.verification["max_rel"] <= tolerance.max_rel
+            size = sum((artifact.folder / n).stat().st_size for n in artifact.meta.files)
+            fp32_size = sum((fp32.folder / n).stat().st_size for n in fp32.meta.files)
+            assert size < (0.55 if precision == "fp16" else 1.01) * fp32_size  # fp16 stores half-size weights
+            if precision == "bf16":  # the FP32 IR files themselves
+                assert artifact.meta.files == fp32.meta.files
+            made.append(artifact.folder.name)
+    assert "rtmw-m-256x192-onnxruntime-fp16" in made  # ONNX Runtime's fp16 (fp32 arithmetic) runs anywhere
+
+
+def test_a_precision_this_cpu_cannot_compute_is_refused_in_one_line_naming_its_flag(tmp_path, capsys):
+    from oracle import MODELS_DIR, need
+
+    from rtmw_edge.cli import main
+
+    backend, precision, flags = _lacking()[0]  # x86 has no Arm fp16, Arm no AMX: there is always one
+    code = main(["export", "--detector", str(need(MODELS_DIR / "rtmdet-nano.onnx")), "--backend", backend,
+                 "--precision", precision, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and flags in err and "this CPU has none of them" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_ncnn_fp16_weights_halve_the_bin_and_read_back_within_half_precision(tmp_path, exported):
+    """ncnn's fp16 artifact stores its weights as pnnx's fp16=1 does; read in float32 they stay within fp16
+    rounding of the FP32 model (its fp16 arithmetic needs an Arm v8.2 CPU to be checked)."""
+    from rtmw_edge.backends.ncnn.modelbin import half_weights
+
+    fp32 = exported["ncnn"]
+    param = tmp_path / fp32.main_path.name
+    param.write_text(fp32.main_path.read_text())
+    half_weights(fp32.main_path, fp32.main_path.with_suffix(".bin"), param.with_suffix(".bin"))
+    assert param.with_suffix(".bin").stat().st_size < 0.55 * fp32.main_path.with_suffix(".bin").stat().st_size
+    probe = np.random.default_rng(5).standard_normal((1, 3, 256, 192), dtype=np.float32)
+    report = compare_logits(open_runner(fp32.main_path).run(probe), open_runner(param).run(probe))
+    assert 0 < report["max_rel"] < 1e-2

@@ -41,6 +41,9 @@ def fast_recipe(tmp_path: Path, backend: str, extra: str = "", name: str = "fast
 
 
 def run_cli(tmp_path: Path, backend: str, *extra: str, out: str = "q") -> tuple[int, Path]:
+    """The CLI with a fast recipe; no float precisions beside INT8 unless `extra` asks for them (openvino_run
+    keeps the default, all of them)."""
+    extra = extra if "--float-precisions" in extra else ("--float-precisions", *extra)
     code = main(["quantize", "--backend", backend, "--weights", "untrained", "--recipe",
                  str(fast_recipe(tmp_path, backend)), "--out", str(tmp_path / out), "--threads", "2", *extra])
     return code, tmp_path / out / f"rtmw-m-256x192-{backend}"
@@ -77,9 +80,10 @@ def openvino_run(tmp_path_factory) -> tuple[QuantizeResult, Path]:
 def test_openvino_quantize_writes_both_artifacts_a_record_and_a_report_in_one_folder(openvino_run):
     result, tmp = openvino_run
     assert result.folder == tmp / "q" / "rtmw-m-256x192-openvino" and result.passed
-    assert sorted(p.name for p in result.folder.iterdir()) == [
+    floats = [f"rtmw-m-256x192-openvino-{p}" for p in result.floats]
+    assert sorted(p.name for p in result.folder.iterdir()) == sorted([
         "quantization.json", "report.md", "rtmdet-nano-openvino-fp32", "rtmdet-nano-openvino-int8",
-        "rtmw-m-256x192-openvino-fp32", "rtmw-m-256x192-openvino-int8"]
+        "rtmw-m-256x192-openvino-fp32", "rtmw-m-256x192-openvino-int8", *floats])
     assert result.fp32.folder == result.folder / "rtmw-m-256x192-openvino-fp32"
     assert result.int8.meta.precision == "int8" and result.int8.meta.quantization["gate"] == "not judged"
     assert result.detector_int8.meta.kind == "detector"
@@ -95,6 +99,30 @@ def test_openvino_quantize_writes_both_artifacts_a_record_and_a_report_in_one_fo
     report = result.report_path.read_text()
     assert "UNTRAINED" in report and "not judged" in report and "| int8" in report
     assert result.fp32.meta.weights["kind"] == "untrained"
+
+
+def test_float_precisions_sit_beside_int8_one_row_each_or_skipped_with_the_flag_missing(openvino_run):
+    """bf16 and fp16 need no calibration, only an instruction set: each is made and scored by the same gate
+    where this CPU computes it, and otherwise named with the CPU flag it lacks."""
+    from rtmw_edge.machine import cpu_flags
+
+    result = openvino_run[0]
+    record, backend = result.record, get_backend("openvino")
+    assert set(result.floats) | set(record.skipped_precisions) == {"bf16", "fp16"}
+    for precision, reason in record.skipped_precisions.items():
+        assert backend.lacks(precision, cpu_flags()) == reason and backend.arithmetic[precision].needs[0] in reason
+    for row in record.floats:
+        artifact = result.floats[row.precision]
+        assert artifact.meta.precision == row.precision == row.computes and row.latency_ms > 0
+        assert set(row.accuracy) == set(record.accuracy.int8) and row.verdict.passed is None  # untrained
+        assert f"| {row.precision}" in result.table and record.measured()[row.precision].latency_ms == row.latency_ms
+    from rtmw_edge.bench.run import not_made  # what bench lists as not run, with the record's reason
+
+    assert {s.name: s.reason for s in not_made([record])} == {
+        f"rtmw-m-256x192-openvino-{p}": f"not made by quantize: {r}" for p, r in record.skipped_precisions.items()}
+    if "bf16" in result.floats:  # the FP32 IR, computed in bf16; judged on the mini set like INT8
+        assert result.floats["bf16"].meta.files == result.fp32.meta.files
+        assert record.accuracy_of("bf16") == next(f.accuracy for f in record.floats if f.precision == "bf16")
 
 
 def test_trained_detector_loses_at_most_one_ap_in_int8(openvino_run):
@@ -153,9 +181,13 @@ def test_onnxruntime_quantize_is_byte_identical_for_the_same_inputs_and_keeps_th
     assert_runs_in_the_predictor(folder, "onnxruntime")
 
 
-def test_ncnn_quantize_writes_a_stock_ncnn_int8_model_and_layer_search_keeps_the_detector(tmp_path):
+def test_ncnn_quantize_writes_a_stock_ncnn_int8_model_and_layer_search_keeps_the_detector(tmp_path, capsys):
     code, folder = quantize_with_detector(tmp_path, "ncnn")
     assert code == 0
+    # minutes of work, each stage with a bar: calibration, the gate's candidates, the layer search, latency
+    bars = capsys.readouterr().err
+    for stage in ("ncnn calibration", "INT8 candidates", "ncnn layer ranking", "detector candidates", "latency"):
+        assert stage in bars, stage
     record = read_record(folder)
     detector = record.detector
     # all-int8 (depthwise float) loses ~4.7 AP; the search reverts the most harmful layer(s) until it holds
@@ -196,7 +228,7 @@ def quantize_to_fail(tmp_path: Path, source: Path, backend: str, fmt: str,
     the override. The exit code and record."""
     recipe = fast_recipe(tmp_path, backend, LOOSE_BUDGET + recipe_extra)
     code = main(["quantize", "--backend", backend, "--source", str(source), "--recipe", str(recipe),
-                 "--max-drop", "0", "0", "--out", str(tmp_path / "q")])
+                 "--max-drop", "0", "0", "--float-precisions", "--out", str(tmp_path / "q")])
     folder = tmp_path / "q" / f"rtmw-m-256x192-{backend}"
     assert load_artifact(folder / f"rtmw-m-256x192-{backend}-int8").meta.quantization["gate"] == "FAIL"
     return code, read_record(folder)
@@ -214,7 +246,8 @@ def test_a_failed_gate_reverts_groups_to_float_keeps_artifacts_and_exits_non_zer
 def test_the_recipe_budget_decides_the_verdict(tmp_path, oracle_onnx):
     def run(name: str, budget: str) -> QuantizeResult:
         recipe = fast_recipe(tmp_path, "onnxruntime", f"[gate]\n{budget}\nfallback = false\n", name=name)
-        return quantize(oracle_onnx, "onnxruntime", recipe=recipe, out=tmp_path / name, progress=False)
+        return quantize(oracle_onnx, "onnxruntime", recipe=recipe, out=tmp_path / name, precisions=(),
+                        progress=False)
 
     strict = run("strict", "max_drop_wholebody = 0.0\nmax_drop_part = 0.0")
     loose = run("loose", "max_drop_wholebody = 100.0\nmax_drop_part = 100.0")

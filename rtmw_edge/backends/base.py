@@ -43,6 +43,19 @@ class Tolerance:
 
 
 @dataclass(frozen=True)
+class Arithmetic:
+    """What an artifact of one precision computes in, and the CPU instruction set that takes.
+
+    `needs` are CPU flags (/proc/cpuinfo), any one of which is enough; none: every CPU computes it. A precision
+    whose arithmetic the CPU lacks is refused (export) or skipped (quantize, bench), never run in another one.
+    """
+
+    computes: str  # "bf16", "fp16", or "fp32" where only the stored weights are narrower
+    needs: tuple[str, ...] = ()
+    instruction_set: str = ""  # how people name `needs` ("AMX or AVX512-BF16")
+
+
+@dataclass(frozen=True)
 class Written:
     """What a converter or quantizer wrote: the main file and the blob names the backend knows the network by."""
 
@@ -94,9 +107,10 @@ class Backend:
     suffix: str  # of the main model file
     extra: str  # the pip extra that installs its runtime
     packages: tuple[str, ...]  # the distributions of that runtime, whose versions every record keeps
-    precisions: tuple[str, ...]  # what export writes
+    precisions: tuple[str, ...]  # what export writes (int8 is quantize's)
     devices: tuple[str, ...]  # the runner's `device` option; the first is the default
     tolerances: Mapping[tuple[str, str], Tolerance]  # (artifact kind, precision) -> export's check
+    arithmetic: Mapping[str, Arithmetic] = field(default_factory=dict)  # precision -> it; absent: computes itself
     aliases: tuple[str, ...] = ()  # other names users type (the file format's name)
     reference: bool = False  # the float baseline others are compared with (what rtmlib runs)
     ranks_layers: bool = False  # can rank single layers by harm cheaply (the detector gate's search)
@@ -111,25 +125,44 @@ class Backend:
         return self._module("convert").convert(Path(onnx_path), Path(folder), stem, precision)
 
     def quantize(self, network: Network, calibration: np.ndarray, settings: dict, keep: KeepFloat, folder: Path,
-                 stem: str, control: AccuracyControl | None = None) -> Written:
-        """INT8 files of `network` in `folder`, calibrated on `calibration` [N,C,H,W] with recipe `settings`."""
+                 stem: str, control: AccuracyControl | None = None, progress: bool = False) -> Written:
+        """INT8 files of `network` in `folder`, calibrated on `calibration` [N,C,H,W] with recipe `settings`;
+        with `progress`, its calibration shows a bar."""
         if control is not None and not self.accuracy_control:
             raise RtmwEdgeError(f"{self.name} has no accuracy-controlled quantization")
         searched = {"control": control} if control is not None else {}
         return self._module("quantize").quantize(network, calibration, settings, keep, Path(folder), stem,
-                                                 **searched)
+                                                 progress=progress, **searched)
 
-    def rank_layers(self, network: Network, calibration: np.ndarray, settings: dict) -> list[str]:
+    def rank_layers(self, network: Network, calibration: np.ndarray, settings: dict,
+                    progress: bool = False) -> list[str]:
         """Quantizable layers the recipe leaves in int8, most harmful first."""
         if not self.ranks_layers:
             raise RtmwEdgeError(f"{self.name} cannot rank layers by harm")
-        return self._module("quantize").rank_layers(network, calibration, settings)
+        return self._module("quantize").rank_layers(network, calibration, settings, progress=progress)
 
     def tolerance(self, kind: str, precision: str) -> Tolerance:
         if (kind, precision) not in self.tolerances:
             raise RtmwEdgeError(f"{self.name} has no {precision} export for {kind} models "
                                 f"(precisions: {', '.join(self.precisions)})")
         return self.tolerances[kind, precision]
+
+    def derive(self, fp32: Network, folder: Path, stem: str, precision: str) -> Written:
+        """Write `stem`.<suffix> in `precision` into `folder` from this backend's own FP32 files (no ONNX)."""
+        return self._module("convert").derive(fp32, Path(folder), stem, precision)
+
+    def computes(self, precision: str) -> str:
+        """The arithmetic an artifact of `precision` runs in on a CPU."""
+        found = self.arithmetic.get(precision)
+        return found.computes if found else precision
+
+    def lacks(self, precision: str, flags: frozenset[str]) -> str | None:
+        """Why a CPU with `flags` cannot compute `precision` on this backend (one line), or None when it can."""
+        found = self.arithmetic.get(precision)
+        if found is None or not found.needs or flags & set(found.needs):
+            return None
+        return (f"{self.name} {precision} computes in {found.computes}, which needs {found.instruction_set} "
+                f"(CPU flag {' or '.join(found.needs)}): this CPU has none of them")
 
     def _module(self, part: str):
         try:

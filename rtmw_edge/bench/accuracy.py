@@ -1,6 +1,9 @@
-"""The accuracy a bench row shows: AP measured on --eval, else what the artifact's quantization record says."""
+"""The accuracy a bench row shows: AP measured on --eval, else what the artifact's quantization record says; the
+one place bench reads those records."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from rtmw_edge.artifact import Artifact
 from rtmw_edge.bench.results import Accuracy
@@ -23,17 +26,33 @@ def artifact_accuracy(artifact: Artifact, predictor: Predictor, evaluation, prog
 
 def recorded_accuracy(artifact: Artifact) -> Accuracy | None:
     """What the quantization.json beside the artifact's folder measured, when it speaks of this model, backend and
-    precision; the one place bench reads that record."""
+    precision."""
+    record = _record_beside(artifact)
+    meta = artifact.meta
+    if record is None or record.backend != meta.backend or record.model != meta.model:
+        return None
+    parts = record.accuracy_of(meta.precision)
+    if not parts:
+        return None
+    return Accuracy(record.evaluation.metric, float(parts["wholebody"]), {k: float(v) for k, v in parts.items()},
+                    f"quantization record: {record.evaluation.description}")
+
+
+def records_beside(artifacts: Sequence[Artifact]) -> list[QuantizationRecord]:
+    """The quantization records of the result folders these artifacts lie in, each once."""
+    found: dict[str, QuantizationRecord] = {}
+    for artifact in artifacts:
+        record = _record_beside(artifact)
+        if record is not None:
+            found.setdefault(str(artifact.folder.parent.resolve()), record)
+    return list(found.values())
+
+
+def _record_beside(artifact: Artifact) -> QuantizationRecord | None:
     path = artifact.folder.parent / RECORD_FILE
     if not path.is_file():
         return None
     try:
-        record = QuantizationRecord.read(path)
+        return QuantizationRecord.read(path)
     except RtmwEdgeError:  # not one of ours, or damaged: the row shows no accuracy rather than failing
         return None
-    meta = artifact.meta
-    parts = getattr(record.accuracy, meta.precision, None)
-    if record.backend != meta.backend or record.model != meta.model or not parts:
-        return None
-    return Accuracy(record.evaluation.metric, float(parts["wholebody"]), {k: float(v) for k, v in parts.items()},
-                    f"quantization record: {record.evaluation.description}")

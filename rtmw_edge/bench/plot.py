@@ -12,7 +12,7 @@ from rtmw_edge.errors import MissingExtraError, require
 LOG_X_SPREAD = 8.0  # latency axis goes logarithmic when the slowest point is this many times the fastest
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 MARKERS = ("o", "s", "^", "D", "v", "P")  # one per device in a merged plot, with the palette's colour
-PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
+PRECISION_MARKERS = {"fp32": "o", "bf16": "D", "fp16": "s", "int8": "^"}
 UNKNOWN_COLOUR = "k"  # a backend the backend table does not name (results from another rtmw-edge version)
 
 

@@ -87,6 +87,8 @@ def _notes(results: BenchResults) -> list[str]:
     if any(not a.trained for a in results.artifacts):
         notes.append("UNTRAINED weights: AP and agreement say nothing about the real model's accuracy; size, memory "
                      "and latency are representative (they do not depend on the weights).")
+    notes += [f"Device profile {s.device_profile} prefers {r.backend} {r.precision} on this CPU: {r.reason}."
+              for r in results.recommended]
     notes += [f"Not run: {x.name}: {x.reason}" for x in results.skipped]
     return notes
 

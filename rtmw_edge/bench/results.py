@@ -140,6 +140,15 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class Recommendation:
+    """The precision a device profile prefers for one backend on this CPU, and why (its `[[choose]]` rules)."""
+
+    backend: str
+    precision: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class BenchResults:
     """One bench run on one device."""
 
@@ -149,6 +158,7 @@ class BenchResults:
     settings: RunSettings
     artifacts: tuple[Figures, ...]
     skipped: tuple[Skipped, ...]
+    recommended: tuple[Recommendation, ...] = ()  # with --device-profile
 
     def to_json(self) -> str:
         data = {"format": FORMAT, **asdict(self)}
@@ -192,7 +202,8 @@ def _results(d: dict) -> BenchResults:
         if {1, settings.batch} - set(a.latency_ms):
             raise ValueError(f"{a.name} has no latency at batch 1 and {settings.batch}")
     return BenchResults(label=d["label"], created=d["created"], machine=machine, settings=settings,
-                        artifacts=artifacts, skipped=tuple(Skipped(**x) for x in d["skipped"]))
+                        artifacts=artifacts, skipped=tuple(Skipped(**x) for x in d["skipped"]),
+                        recommended=tuple(Recommendation(**x) for x in d.get("recommended", ())))
 
 
 def _figures(a: dict) -> Figures:

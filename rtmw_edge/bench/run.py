@@ -14,16 +14,27 @@ from tqdm import tqdm
 
 from rtmw_edge.artifact import METADATA_FILE, Artifact, load_artifact
 from rtmw_edge.backends import REFERENCE_BACKEND
-from rtmw_edge.bench.accuracy import artifact_accuracy
+from rtmw_edge.bench.accuracy import artifact_accuracy, records_beside
 from rtmw_edge.bench.measure import WARMUP, cold_load, measure_latency, measure_video, open_video
 from rtmw_edge.bench.output import BENCH_FILES, check_free, write_bench
 from rtmw_edge.bench.render import render_table
-from rtmw_edge.bench.results import Accuracy, BenchResults, Figures, Frame, Latency, RunSettings, Skipped, Speedup
+from rtmw_edge.bench.results import (
+    Accuracy,
+    BenchResults,
+    Figures,
+    Frame,
+    Latency,
+    Recommendation,
+    RunSettings,
+    Skipped,
+    Speedup,
+)
 from rtmw_edge.bench.timing import speedup
 from rtmw_edge.errors import RtmwEdgeError
-from rtmw_edge.machine import cpu_name, describe_machine
+from rtmw_edge.machine import cpu_flags, cpu_name, describe_machine
 from rtmw_edge.predictor import Predictor
 from rtmw_edge.profiles import Profile, load_profile
+from rtmw_edge.quantization.record import QuantizationRecord
 
 DEFAULT_BATCH, DEFAULT_RUNS = 5, 20
 INTERVAL = 0.95  # bootstrap interval of the speed-up
@@ -106,16 +117,23 @@ def _artifacts_in(path: Path) -> list[Artifact]:
     return [load_artifact(s.parent, verify=False) for s in sidecars]
 
 
-def plan(artifacts: Sequence[Artifact], profile: Profile | None = None,
-         threads: int | None = None) -> tuple[list[Planned], list[Skipped]]:
-    """Artifacts in run order with their runner options, and those the profile's device does not run (why)."""
+def plan(artifacts: Sequence[Artifact], profile: Profile | None = None, threads: int | None = None,
+         preferred: Sequence[Recommendation] = ()) -> tuple[list[Planned], list[Skipped]]:
+    """Artifacts in run order with their runner options, and those the profile's device does not run (why); the
+    precision the profile prefers for a backend runs first among that backend's."""
     named = list(zip(_unique_names(artifacts), artifacts, strict=True))
     if profile is None:
         return [Planned(n, a, {"threads": threads, "device": None}) for n, a in named], []
     skipped = [Skipped(n, f"{a.meta.backend} is not a backend of device profile {profile.name}")
                for n, a in named if a.meta.backend not in profile.backends]
-    kept = sorted(((n, a) for n, a in named if a.meta.backend in profile.backends),
-                  key=lambda na: profile.rank(na[1].meta.backend, na[1].meta.precision))
+    chosen = {r.backend: r.precision for r in preferred}
+
+    def rank(artifact: Artifact) -> tuple[int, bool, int]:
+        backend, precision = artifact.meta.backend, artifact.meta.precision
+        by_backend, by_precision = profile.rank(backend, precision)
+        return by_backend, chosen.get(backend) != precision, by_precision
+
+    kept = sorted(((n, a) for n, a in named if a.meta.backend in profile.backends), key=lambda na: rank(na[1]))
     return [Planned(n, a, profile.runner_options(a.meta.backend, threads)) for n, a in kept], skipped
 
 
@@ -144,7 +162,11 @@ def run_bench(paths: Sequence[str | Path], settings: BenchSettings) -> BenchRun:
     threads = _given_or(settings.threads, profile.threads if profile else None, "--threads")
     batch = _given_or(settings.batch, profile.batch if profile else DEFAULT_BATCH, "--batch")
     runs = _given_or(settings.runs, profile.runs if profile else DEFAULT_RUNS, "--runs")
-    planned, skipped = plan(find_pose_artifacts(paths), profile, threads)
+    found = find_pose_artifacts(paths)
+    records = records_beside(found)
+    preferred = recommend(profile, found, records) if profile else []
+    planned, skipped = plan(found, profile, threads, preferred)
+    skipped += not_made(records)
     if not planned:
         raise RtmwEdgeError("the device profile runs none of the artifacts given: " + _reasons(skipped))
     choose_baseline([p.name for p in planned], [p.artifact for p in planned], settings.baseline)  # fail fast
@@ -187,9 +209,31 @@ def run_bench(paths: Sequence[str | Path], settings: BenchSettings) -> BenchRun:
         artifacts=tuple(replace(_figures(v, times[name], times[base], batch), video_fps=fps.get(name))
                         for name, v in loaded.items()),
         skipped=tuple(skipped),
+        recommended=tuple(preferred),
     )
     write_bench(results, out, settings.overwrite)
     return BenchRun(results, render_table(results), out)
+
+
+def recommend(profile: Profile, artifacts: Sequence[Artifact],
+              records: Sequence[QuantizationRecord]) -> list[Recommendation]:
+    """For each backend of the profile among the artifacts, the precision its rules prefer on this CPU, judged on
+    that backend's quantization record where there is one."""
+    flags = cpu_flags()
+    backends = [b for b in profile.backends if any(a.meta.backend == b for a in artifacts)]
+    chosen = []
+    for backend in backends:
+        record = next((r for r in records if r.backend == backend), None)
+        measured = {p: (m.latency_ms, m.within_budget) for p, m in record.measured().items()} if record else None
+        choice = profile.choose(flags, measured, frozenset(record.machine.flags) if record else frozenset())
+        chosen.append(Recommendation(backend, choice.precision, choice.reason))
+    return chosen
+
+
+def not_made(records: Sequence[QuantizationRecord]) -> list[Skipped]:
+    """The precisions each quantization record could not make on its machine, with the reason it gives."""
+    return [Skipped(f"{r.model}-{r.backend}-{precision}", f"not made by quantize: {reason}")
+            for r in records for precision, reason in r.skipped_precisions.items()]
 
 
 def _given_or(value: int | None, default: int | None, option: str) -> int | None:

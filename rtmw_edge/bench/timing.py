@@ -10,13 +10,13 @@ from tqdm import tqdm
 
 
 def interleaved_latency(calls: Mapping[str, Callable[[], object]], runs: int = 20, warmup: int = 2,
-                        progress: bool = False) -> dict[str, np.ndarray]:
+                        progress: bool = False, desc: str = "benchmark") -> dict[str, np.ndarray]:
     """Seconds per call for each entry, after warm-up, measured in alternation so drift hits all equally."""
     for call in calls.values():
         for _ in range(warmup):
             call()
     times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in tqdm(range(runs), desc="benchmark", disable=not progress, leave=False):
+    for _ in tqdm(range(runs), desc=desc, disable=not progress, leave=False):
         for name, call in calls.items():
             start = time.perf_counter()
             call()

@@ -26,6 +26,9 @@ class Budget:
         if self.wholebody < 0 or self.part < 0:
             raise RtmwEdgeError(f"the AP budget must not be negative (got {self.wholebody}, {self.part})")
 
+    def limit(self, part: str, headline: str = WHOLEBODY) -> float:
+        return self.wholebody if part == headline else self.part
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -42,14 +45,15 @@ def judge(fp32_ap: dict[str, float], int8_ap: dict[str, float], budget: Budget, 
           headline: str = WHOLEBODY) -> Verdict:
     """Drops in AP points per part, and whether they fit the budget (`headline` is held to the whole-body one)."""
     drops = {part: round(100.0 * (fp32_ap[part] - int8_ap[part]), 3) for part in fp32_ap}
-
-    def limit(part: str) -> float:
-        return budget.wholebody if part == headline else budget.part
-
-    over = [p for p, d in drops.items() if d > limit(p)]
+    over = over_budget(drops, budget, headline)
     if not trained:
         return Verdict(None, drops, "untrained weights: every figure is shown, none is judged")
     if over:
         worst = max(over, key=lambda p: drops[p])
-        return Verdict(False, drops, f"{worst} drops {drops[worst]:.2f} AP (budget {limit(worst):g})")
+        return Verdict(False, drops, f"{worst} drops {drops[worst]:.2f} AP (budget {budget.limit(worst, headline):g})")
     return Verdict(True, drops, "within budget")
+
+
+def over_budget(drops: dict[str, float], budget: Budget, headline: str = WHOLEBODY) -> list[str]:
+    """The parts whose drop exceeds the budget (also where untrained weights leave the verdict unjudged)."""
+    return [part for part, drop in drops.items() if drop > budget.limit(part, headline)]

@@ -1,8 +1,8 @@
 """`quantize()`: FP32 artifact -> calibration -> INT8 -> accuracy gate (-> mixed precision) -> record.
 
-One result folder, `<out>/<model>-<backend>/`, holds the FP32 and INT8 artifacts, quantization.json (the typed
-record) and report.md. The gate decides; a failed gate keeps the artifacts but marks them failed, and the CLI
-exits non-zero.
+One result folder, `<out>/<model>-<backend>/`, holds the FP32 and INT8 artifacts, the float precisions kept
+beside them (bf16, fp16 where this CPU computes them), quantization.json (the typed record) and report.md. The
+gate decides; a failed gate keeps the artifacts but marks them failed, and the CLI exits non-zero.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import copy
 import dataclasses
 import math
 import shutil
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from rtmw_edge.fileio import atomic_dir
 from rtmw_edge.machine import ISA_FLAGS, cpu_flags, cpu_name, has_vnni, tool_versions
 from rtmw_edge.model import get_spec
 from rtmw_edge.quantization.calibration import CalibrationSet, detector_calibration, pose_calibration
+from rtmw_edge.quantization.floats import Scored, float_precisions, make_floats
 from rtmw_edge.quantization.gate import Budget, Verdict, judge
 from rtmw_edge.quantization.groups import LAYER_GROUPS, patterns
 from rtmw_edge.quantization.recipe import AccuracyControlRecipe, LayerSearchRecipe, Recipe, Sensitivity, load_recipe
@@ -42,6 +44,7 @@ from rtmw_edge.quantization.record import (
     CalibrationFacts,
     DetectorRecord,
     Evaluation,
+    FloatResult,
     Machine,
     Pair,
     QuantizationRecord,
@@ -61,6 +64,7 @@ class QuantizeResult:
     record: QuantizationRecord
     table: str  # what the CLI prints
     detector_int8: Artifact | None = None
+    floats: dict[str, Artifact] = field(default_factory=dict)  # precision -> the float artifact kept beside
 
     @property
     def passed(self) -> bool:
@@ -82,6 +86,7 @@ class _Job:
     budget: Budget
     threads: int | None
     progress: bool
+    floats: tuple[str, ...]
 
 
 def quantize(model: str | Path, backend: str, calibration: str | Path | None = None, *,
@@ -89,7 +94,8 @@ def quantize(model: str | Path, backend: str, calibration: str | Path | None = N
              evaluation_images: str | Path | None = None, weights: str = "auto", allow_untrained: bool = False,
              detector: str | Path | None = None, recipe: str | Path | None = None,
              max_drop: tuple[float, float] | None = None, out: str | Path = "quantized", overwrite: bool = False,
-             threads: int | None = None, sensitivity: bool = False, progress: bool = True) -> QuantizeResult:
+             threads: int | None = None, sensitivity: bool = False, precisions: Sequence[str] | None = None,
+             progress: bool = True) -> QuantizeResult:
     """INT8 `model` for `backend`, calibrated, judged against FP32 on the same backend, and recorded.
 
     model: a registered model name or alias (exported with `weights`, see `rtmw-edge export`), or the folder of
@@ -103,10 +109,12 @@ def quantize(model: str | Path, backend: str, calibration: str | Path | None = N
     max_drop: (whole body, any part) AP points INT8 may lose; None: the recipe's [gate] budget.
     out: the folder that receives `<model>-<backend>/`; `overwrite` replaces an existing one.
     sensitivity: also measure each layer group quantized alone (the rows of a recipe's [sensitivity] table).
+    precisions: the float precisions to keep beside FP32 and INT8 (default: every one the backend exports);
+        each is scored like INT8, and one this CPU cannot compute is skipped with the reason.
     """
     backend = get_backend(backend).name  # the one name, whatever alias was given
     loaded = load_recipe(backend, recipe)
-    job = _Job(loaded, _budget(loaded, max_drop), threads, progress)
+    job = _Job(loaded, _budget(loaded, max_drop), threads, progress, float_precisions(backend, precisions))
     source, name, input_hw = _source(model, backend)
     ground_truth = GroundTruthSet.open(evaluation, evaluation_images) if evaluation else None
     finder = _open_detector(detector, loaded, threads)
@@ -134,7 +142,8 @@ def quantize(model: str | Path, backend: str, calibration: str | Path | None = N
         return load_artifact(target / Path(facts.path).parent)
 
     return QuantizeResult(target, moved(record.artifacts.fp32), moved(record.artifacts.int8), record, table,
-                          moved(record.detector.artifacts.int8) if record.detector else None)
+                          moved(record.detector.artifacts.int8) if record.detector else None,
+                          {row.precision: moved(row.artifact) for row in record.floats})
 
 
 def _budget(recipe: Recipe, max_drop: tuple[float, float] | None) -> Budget:
@@ -188,23 +197,31 @@ def _quantize_pose(job: _Job, fp32: Artifact, calib: CalibrationSet, ground_trut
     keep = list(recipe.keep_float.groups)
     order = _revert_order(recipe, keep)
     accuracy_control = recipe.gate.accuracy_control
+    searches = accuracy_control is not None and accuracy_control.enabled  # the backend's own search, not groups
     control = None
     attempts = []
+    candidates = tqdm(total=1 + (1 if searches else len(order)) if recipe.gate.fallback else 1, unit="candidate",
+                      desc="INT8 candidates", disable=not job.progress, leave=False)
     while True:
-        int8 = _quantize_once(recipe.backend, recipe.quantizer, fp32, calib, keep, folder, control)
+        candidates.set_postfix_str(f"float: {', '.join(keep) or 'none'}")
+        int8 = _quantize_once(recipe.backend, recipe.quantizer, fp32, calib, keep, folder, control, job.progress)
         int8_ap, extra = scorer.score(int8)
         verdict = judge(scorer.fp32_ap, int8_ap, job.budget, fp32.meta.trained)
         attempts.append(Attempt(list(keep), int8_ap, verdict, "backend accuracy control" if control else "groups",
                                 int8.meta.quantization["reverted_layers"]))
+        candidates.update()
         if verdict.passed is not False or not recipe.gate.fallback or control is not None:
             break
-        if accuracy_control is not None and accuracy_control.enabled:  # the backend's own search instead of groups
+        if searches:
             control = _accuracy_control(fp32, scorer, job.budget, accuracy_control)
             continue
         if not order:
             break
         keep.append(order.pop(0))
+    candidates.close()
     _mark(int8, verdict, keep, calib, recipe.quantizer)
+    floats, skipped = make_floats(fp32, job.floats, folder, scorer, job.budget, job.progress)
+    latency = _latency([fp32, int8, *(f.artifact for f in floats)], job.threads, job.progress)
     return QuantizationRecord(
         model=fp32.meta.model, backend=recipe.backend, trained=fp32.meta.trained, weights=fp32.meta.weights,
         recipe=recipe.tables(), calibration=_calibration_facts(calib, recipe.calibration.seed),
@@ -212,8 +229,9 @@ def _quantize_pose(job: _Job, fp32: Artifact, calib: CalibrationSet, ground_trut
         artifacts=Artifacts(_facts(fp32), _facts(int8)), accuracy=Accuracy(scorer.fp32_ap, int8_ap, **extra),
         kept_float=keep, reverted_to_float=keep[len(recipe.keep_float.groups):],
         reverted_layers=int8.meta.quantization["reverted_layers"], attempts=attempts,
-        latency_ms=_latency(fp32, int8, job.threads), sensitivity=sensitivity, verdicts={"pose": verdict},
-        machine=Machine(cpu_name(), has_vnni(), sorted(cpu_flags() & ISA_FLAGS)), tools=tool_versions())
+        latency_ms=Pair(latency["fp32"], latency["int8"]), sensitivity=sensitivity, verdicts={"pose": verdict},
+        machine=Machine(cpu_name(), has_vnni(), sorted(cpu_flags() & ISA_FLAGS)), tools=tool_versions(),
+        floats=[_float_result(f, latency[f.artifact.meta.precision]) for f in floats], skipped_precisions=skipped)
 
 
 def _sensitivity(job: _Job, fp32: Artifact, calib: CalibrationSet, scorer: PoseScorer,
@@ -226,7 +244,8 @@ def _sensitivity(job: _Job, fp32: Artifact, calib: CalibrationSet, scorer: PoseS
     measured = {}
     for group in tqdm(groups, desc="sensitivity", disable=not job.progress, leave=False):
         others = [g for g in groups if g != group]
-        ap, extra = scorer.score(_quantize_once(job.recipe.backend, job.recipe.quantizer, fp32, calib, others, folder))
+        ap, extra = scorer.score(_quantize_once(job.recipe.backend, job.recipe.quantizer, fp32, calib, others, folder,
+                                                progress=job.progress))
         measured[group] = Sensitivity(round(100 * ap["wholebody"], 2), extra.get("logit_snr_db"))
     return measured
 
@@ -249,7 +268,7 @@ def _revert_order(recipe: Recipe, keep: list[str]) -> list[str]:
 
 
 def _quantize_once(backend: str, settings: dict, fp32: Artifact, calib: CalibrationSet, keep: list[str],
-                   folder: Path, control: AccuracyControl | None = None) -> Artifact:
+                   folder: Path, control: AccuracyControl | None = None, progress: bool = False) -> Artifact:
     """`keep` names layer groups and backend layers (what a layer search found) to leave in float."""
     target = artifact_dir(folder, fp32.meta.model, backend, "int8")
     shutil.rmtree(target, ignore_errors=True)
@@ -257,7 +276,7 @@ def _quantize_once(backend: str, settings: dict, fp32: Artifact, calib: Calibrat
     groups = [k for k in keep if k in LAYER_GROUPS]
     kept = KeepFloat(tuple(patterns(groups)), tuple(k for k in keep if k not in LAYER_GROUPS))
     written = get_backend(backend).quantize(fp32.network, calib.inputs, settings, kept, target, fp32.meta.model,
-                                            control)
+                                            control, progress)
     meta = copy.deepcopy(fp32.meta)
     meta.precision, meta.main_file = "int8", written.main_file
     meta.input_name, meta.output_names = written.input_name, written.output_names
@@ -274,13 +293,20 @@ def _mark(int8: Artifact, verdict: Verdict, keep: list[str], calib: CalibrationS
     write_metadata(int8.folder, int8.meta)
 
 
-def _latency(fp32: Artifact, int8: Artifact, threads: int | None) -> Pair:
-    batch = np.zeros((1, 3, *fp32.meta.input_hw), np.float32)
-    runners = {a.meta.precision: open_runner(a.main_path, a.meta.backend, threads=threads,
-                                             input_name=a.meta.input_name, output_names=a.meta.output_names)
-               for a in (fp32, int8)}
-    times = interleaved_latency({k: (lambda r=r: r.run(batch)) for k, r in runners.items()}, runs=LATENCY_RUNS)
-    return Pair(**{k: round(float(np.median(v)) * 1000, 2) for k, v in times.items()})
+def _latency(artifacts: Sequence[Artifact], threads: int | None, progress: bool = False) -> dict[str, float]:
+    """Precision -> ms, the median of batch-1 runs interleaved across the artifacts."""
+    batch = np.zeros((1, 3, *artifacts[0].meta.input_hw), np.float32)
+    runners = {a.meta.precision: open_runner(a.main_path, a.meta.backend, threads=threads, **a.runner_options)
+               for a in artifacts}
+    times = interleaved_latency({k: (lambda r=r: r.run(batch)) for k, r in runners.items()}, runs=LATENCY_RUNS,
+                                progress=progress, desc="latency")
+    return {k: round(float(np.median(v)) * 1000, 2) for k, v in times.items()}
+
+
+def _float_result(scored: Scored, latency_ms: float) -> FloatResult:
+    meta = scored.artifact.meta
+    return FloatResult(meta.precision, get_backend(meta.backend).computes(meta.precision), _facts(scored.artifact),
+                       scored.accuracy, scored.logit_snr_db, latency_ms, scored.verdict)
 
 
 def _facts(artifact: Artifact) -> ArtifactFacts:
@@ -304,7 +330,7 @@ def _quantize_detector(job: _Job, onnx: Path, folder: Path, ground_truth: Ground
     calib = detector_calibration(calibration, tuple(fp32.meta.input_hw), size=recipe.detector.calibration_size,
                                  seed=recipe.calibration.seed, augment=recipe.calibration.augment,
                                  images_dir=calibration_images, progress=job.progress)
-    int8 = _quantize_once(recipe.backend, settings, fp32, calib, [], folder)
+    int8 = _quantize_once(recipe.backend, settings, fp32, calib, [], folder, progress=job.progress)
     box_ap, attempts, reverted = None, [], []
     if ground_truth is None:
         verdict = Verdict(None, {}, "not judged (no ground truth given: --eval)")
@@ -315,30 +341,36 @@ def _quantize_detector(job: _Job, onnx: Path, folder: Path, ground_truth: Ground
         fp32_ap, int8_ap = measure(fp32), measure(int8)
         verdict = judge({"box": fp32_ap}, {"box": int8_ap}, job.budget, trained=True, headline="box")
         attempts.append(Attempt([], {"box": int8_ap}, verdict, "none"))
-        ranked = (_ranked_layers(recipe.backend, settings, recipe.gate.layer_search, fp32, calib)
+        ranked = (_ranked_layers(recipe.backend, settings, recipe.gate.layer_search, fp32, calib, job.progress)
                   if verdict.passed is False and recipe.gate.fallback else [])
         count = 1
+        searched = tqdm(total=len(ranked).bit_length(), desc="detector candidates", unit="candidate",
+                        disable=not job.progress or not ranked, leave=False)
         while verdict.passed is False and count <= len(ranked):
             # the most harmful layers back to float, doubling the count each time
             reverted = ranked[:count]
-            int8 = _quantize_once(recipe.backend, settings, fp32, calib, reverted, folder)
+            searched.set_postfix_str(f"{count} layer(s) float")
+            int8 = _quantize_once(recipe.backend, settings, fp32, calib, reverted, folder, progress=job.progress)
             int8_ap = measure(int8)
             verdict = judge({"box": fp32_ap}, {"box": int8_ap}, job.budget, trained=True, headline="box")
             attempts.append(Attempt(reverted, {"box": int8_ap}, verdict, "layers"))
+            searched.update()
             count *= 2
+        searched.close()
         box_ap = Pair(fp32_ap, int8_ap)
     _mark(int8, verdict, reverted, calib, settings)
     part = DetectorRecord(model=fp32.meta.model, artifacts=Artifacts(_facts(fp32), _facts(int8)),
                           calibration=_calibration_facts(calib, recipe.calibration.seed),
                           quantizer=settings, box_ap=box_ap, reverted_to_float=reverted, attempts=attempts,
-                          latency_ms=_latency(fp32, int8, job.threads))
+                          latency_ms=Pair(**_latency([fp32, int8], job.threads, job.progress)))
     return part, verdict
 
 
 def _ranked_layers(backend: str, settings: dict, layer_search: LayerSearchRecipe | None, fp32: Artifact,
-                   calib: CalibrationSet) -> list[str]:
+                   calib: CalibrationSet, progress: bool) -> list[str]:
     """Layers by harm, from backends that can rank them cheaply; others revert nothing."""
     record = get_backend(backend)
     if not record.ranks_layers or layer_search is None:
         return []
-    return record.rank_layers(fp32.network, calib.inputs, {**settings, "ranking_inputs": layer_search.ranking_inputs})
+    return record.rank_layers(fp32.network, calib.inputs, {**settings, "ranking_inputs": layer_search.ranking_inputs},
+                              progress)

@@ -1,7 +1,8 @@
 """quantization.json as typed data: what `rtmw-edge quantize` measured and decided, written and read here only.
 
 Accuracy figures are fractions (AP 0..1); with ground truth they are COCO-WholeBody AP (`metric` "ap"), without
-it INT8's agreement with FP32's own predictions (`metric` "agreement", FP32 scores 1 by definition).
+it INT8's agreement with FP32's own predictions (`metric` "agreement", FP32 scores 1 by definition). The float
+precisions made beside them (bf16, fp16) are scored and judged the same way, one `FloatResult` each.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import Any, Literal
 
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.fileio import atomic_file
-from rtmw_edge.quantization.gate import Budget, Verdict
+from rtmw_edge.quantization.gate import Budget, Verdict, over_budget
 from rtmw_edge.quantization.recipe import Sensitivity
 from rtmw_edge.typed import Mismatch, from_plain, to_plain
 
 RECORD_FILE = "quantization.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,30 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class FloatResult:
+    """A float precision made beside FP32 and INT8 (bf16, fp16): the FP32 network in a narrower arithmetic, with
+    no calibration, verified like an export, then scored and judged as INT8 is (its verdict is shown, the run's
+    pass or fail stays INT8's)."""
+
+    precision: str
+    computes: str  # the arithmetic it runs in: "fp32" where only its stored weights are narrower
+    artifact: ArtifactFacts
+    accuracy: dict[str, float]  # per part, as Accuracy's
+    logit_snr_db: float | None
+    latency_ms: float
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a precision's row says for choosing one: its latency on the quantizing machine and whether its
+    drops fit the budget (computed on untrained weights too, where the verdict itself is not judged)."""
+
+    latency_ms: float
+    within_budget: bool
+
+
+@dataclass(frozen=True)
 class DetectorRecord:
     """The person detector of --detector, quantized like the pose model and judged on box AP."""
 
@@ -126,12 +151,28 @@ class QuantizationRecord:
     machine: Machine
     tools: dict[str, str]
     detector: DetectorRecord | None = None
+    floats: list[FloatResult] = field(default_factory=list)
+    skipped_precisions: dict[str, str] = field(default_factory=dict)  # precision -> why none was made here
     format_version: int = FORMAT_VERSION
 
     @property
     def passed(self) -> bool:
         """False only when a judged gate failed (untrained weights are reported, not judged)."""
         return all(v.passed is not False for v in self.verdicts.values())
+
+    def accuracy_of(self, precision: str) -> dict[str, float] | None:
+        """Accuracy per part of the artifact in `precision`, None where the record made none."""
+        if precision in ("fp32", "int8"):
+            return getattr(self.accuracy, precision)
+        return next((f.accuracy for f in self.floats if f.precision == precision), None)
+
+    def measured(self) -> dict[str, Measured]:
+        """Each precision made, with its latency and whether it fits the budget (FP32 does by definition)."""
+        found = {"fp32": Measured(self.latency_ms.fp32, True),
+                 "int8": Measured(self.latency_ms.int8, not over_budget(self.verdicts["pose"].drops, self.budget))}
+        for row in self.floats:
+            found[row.precision] = Measured(row.latency_ms, not over_budget(row.verdict.drops, self.budget))
+        return found
 
     def write(self, path: str | Path, overwrite: bool = False) -> None:
         with atomic_file(path, overwrite=overwrite) as tmp:

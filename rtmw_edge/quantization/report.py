@@ -13,13 +13,13 @@ PART_TITLES = ("AP whole", "body", "foot", "face", "l-hand", "r-hand")
 def render_table(record: QuantizationRecord) -> str:
     """One row per artifact: precision, size, AP per part (or agreement with FP32), latency, gate."""
     mark = "" if record.trained else " (untrained)"
-    rows = []
-    for precision in ("fp32", "int8"):
-        facts = getattr(record.artifacts, precision)
-        ap = getattr(record.accuracy, precision)
-        gate = "reference" if precision == "fp32" else record.verdicts["pose"].label
-        rows.append([f"{record.model}{mark}", record.backend, precision, f"{facts.size_mb:.1f}",
-                     *(f"{100 * ap[p]:.1f}" for p in PARTS), f"{getattr(record.latency_ms, precision):.1f}", gate])
+    pose = [(p, getattr(record.artifacts, p), getattr(record.accuracy, p), getattr(record.latency_ms, p),
+             "reference" if p == "fp32" else record.verdicts["pose"].label) for p in ("fp32", "int8")]
+    pose += [(f.precision if f.computes == f.precision else f"{f.precision} (computes {f.computes})", f.artifact,
+              f.accuracy, f.latency_ms, f.verdict.label) for f in record.floats]
+    rows = [[f"{record.model}{mark}", record.backend, precision, f"{facts.size_mb:.1f}",
+             *(f"{100 * ap[p]:.1f}" for p in PARTS), f"{latency:.1f}", gate]
+            for precision, facts, ap, latency, gate in pose]
     detector = record.detector
     if detector:
         for precision in ("fp32", "int8"):
@@ -38,6 +38,8 @@ def render_report(record: QuantizationRecord, table: str) -> str:
     calibration = record.calibration
     metric = ("COCO-WholeBody AP x100 against ground truth" if record.evaluation.metric == "ap" else
               "agreement with FP32's own predictions (OKS AP x100 with FP32 as ground truth: FP32 scores 100)")
+    floats = [f"{f.precision}: **{f.verdict.label}** — {f.verdict.reason}" for f in record.floats]
+    floats += [f"{precision}: not made — {reason}" for precision, reason in record.skipped_precisions.items()]
     lines = [
         f"# INT8 {record.model} on {record.backend}",
         "",
@@ -53,6 +55,8 @@ def render_report(record: QuantizationRecord, table: str) -> str:
            if record.reverted_layers else "."),
         f"Machine: {record.machine.cpu} (VNNI: {'yes' if record.machine.vnni else 'no'}); "
         f"latency is the median of interleaved batch-1 runs.",
+        "Float precisions beside FP32 and INT8 (no calibration; scored by the same gate; the run's verdict is "
+        "INT8's): " + ("; ".join(floats) or "none asked for") + ".",
         "",
         f"AP columns: {metric}.",
         "",

@@ -1,7 +1,7 @@
 """ncnn: .param + .bin for Arm boards (Raspberry Pi, Jetson CPU) and Vulkan GPUs; INT8 written by our own
 ncnn2table/ncnn2int8 (the pip wheel ships neither), with a cheap single-layer search for the gate."""
 
-from rtmw_edge.backends.base import Backend, Tolerance
+from rtmw_edge.backends.base import Arithmetic, Backend, Tolerance
 
 BACKEND = Backend(
     name="ncnn",
@@ -11,7 +11,9 @@ BACKEND = Backend(
     packages=("ncnn",),
     precisions=("fp32", "fp16"),
     devices=("cpu", "vulkan"),
-    tolerances={("pose", "fp32"): Tolerance(2e-4, 1.0), ("pose", "fp16"): Tolerance(1e-2, 0.0),
-                ("detector", "fp32"): Tolerance(1e-3, 0.0), ("detector", "fp16"): Tolerance(2e-2, 0.0)},
+    # fp16: half-precision weights, and ncnn's fp16 storage and arithmetic on Arm v8.2 (x86 ncnn has none)
+    arithmetic={"fp16": Arithmetic("fp16", ("asimdhp",), "Arm v8.2 fp16 arithmetic")},
+    tolerances={("pose", "fp32"): Tolerance(2e-4, 1.0), ("pose", "fp16"): Tolerance(3e-2, 0.0),
+                ("detector", "fp32"): Tolerance(1e-3, 0.0), ("detector", "fp16"): Tolerance(3e-2, 0.0)},
     ranks_layers=True,
 )

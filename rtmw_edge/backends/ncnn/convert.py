@@ -1,4 +1,5 @@
-"""ONNX -> ncnn .param/.bin through pnnx, with the input shape recorded and each layer's source ONNX node found."""
+"""ONNX -> ncnn .param/.bin through pnnx, with the input shape recorded and each layer's source ONNX node found;
+fp16 stores the weights in half precision (the runner computes in fp16 where the CPU can)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rtmw_edge.backends.base import Written
-from rtmw_edge.backends.ncnn.modelbin import layer_bytes
+from rtmw_edge.backends.base import Network, Written
+from rtmw_edge.backends.ncnn.modelbin import half_weights, layer_bytes
 from rtmw_edge.backends.ncnn.param import ParamGraph, record_input_shape
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.onnx_io import load_onnx, onnx_io
@@ -33,7 +34,7 @@ def convert(onnx_path: Path, folder: Path, stem: str, precision: str) -> Written
         # pnnx writes `<input>.pnnxsim.onnx` beside its input: give it a copy in the scratch folder
         source = scratch / "m.onnx"
         shutil.copyfile(onnx_path, source)
-        args = [executable, str(source), f"inputshape=[1,{c},{h},{w}]", f"fp16={int(precision == 'fp16')}",
+        args = [executable, str(source), f"inputshape=[1,{c},{h},{w}]", "fp16=0",
                 f"ncnnparam={param}", f"ncnnbin={param.with_suffix('.bin')}",
                 *(f"{k}={scratch / v}" for k, v in _SIDE_FILES.items())]
         done = subprocess.run(args, cwd=scratch, capture_output=True, text=True)
@@ -41,8 +42,22 @@ def convert(onnx_path: Path, folder: Path, stem: str, precision: str) -> Written
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             raise RtmwEdgeError(f"pnnx failed to convert {onnx_path.name} to ncnn: {tail[0]}")
     record_input_shape(param, (c, h, w))
-    names = source_layer_names(param, onnx_path) if precision == "fp32" else {}
+    names = source_layer_names(param, onnx_path)  # from the float32 weights, before any halving
+    if precision == "fp16":
+        half_weights(param, param.with_suffix(".bin"), param.with_suffix(".bin"))
     return Written(param.name, "in0", [f"out{i}" for i in range(len(output_names))], names)
+
+
+def derive(fp32: Network, folder: Path, stem: str, precision: str) -> Written:
+    """The precision's files from the FP32 .param/.bin: the same graph, its weights halved for fp16."""
+    param = folder / f"{stem}.ncnn.param"
+    shutil.copyfile(fp32.path, param)
+    source_bin = fp32.path.with_suffix(".bin")
+    if precision == "fp16":
+        half_weights(fp32.path, source_bin, param.with_suffix(".bin"))
+    else:
+        shutil.copyfile(source_bin, param.with_suffix(".bin"))
+    return Written(param.name, fp32.input_name, list(fp32.output_names), dict(fp32.layer_names))
 
 
 def pnnx_executable() -> str:

@@ -14,8 +14,10 @@ from rtmw_edge.backends.ncnn.param import ParamGraph, ParamLayer
 from rtmw_edge.errors import RtmwEdgeError
 
 TAG_INT8 = 0x000D4B38
+TAG_FP16 = 0x01306B47
+TAG_FP32 = 0x00000000
 # ModelBin type-0 storage: tag -> (dtype, bytes per element); any other non-zero tag is a 256-entry codebook
-_STORAGE: dict[int, tuple[str, int]] = {0x00000000: ("<f4", 4), 0x0002C056: ("<f4", 4), 0x01306B47: ("<f2", 2),
+_STORAGE: dict[int, tuple[str, int]] = {TAG_FP32: ("<f4", 4), 0x0002C056: ("<f4", 4), TAG_FP16: ("<f2", 2),
                                          TAG_INT8: ("i1", 1)}
 
 
@@ -184,6 +186,22 @@ def layer_bytes(param: str | os.PathLike, bin: str | os.PathLike) -> dict[str, b
     """Each layer's slice of the .bin, in param order: shows exactly what a conversion changed."""
     data, reads = read_weights(ParamGraph.read(param), Path(bin))
     return {name: span(data, layer_reads) for name, layer_reads in reads.items()}
+
+
+def half_weights(param: Path, bin_path: Path, out_bin: Path) -> None:
+    """`out_bin`: the .bin with every tagged float32 chunk stored as float16 (ModelBin's fp16 tag, padded to 4
+    bytes), as pnnx's fp16=1 writes it; raw chunks (biases, norms) stay float32, which is how ncnn reads them."""
+    graph = ParamGraph.read(param)
+    data, reads = read_weights(graph, Path(bin_path))
+    parts = []
+    for layer in graph.layers:
+        for chunk, read in zip(_chunks(layer), reads[layer.name], strict=True):
+            if chunk.tagged and data[read.start:read.start + 4] == TAG_FP32.to_bytes(4, "little"):
+                half = read.values.astype("<f2").tobytes()
+                parts += [TAG_FP16.to_bytes(4, "little"), half, bytes(-len(half) % 4)]
+            else:
+                parts.append(data[read.start:read.end])
+    Path(out_bin).write_bytes(b"".join(parts))
 
 
 def span(data: bytes, reads: list[Read]) -> bytes:

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from rtmw_edge.backends.base import KeepFloat, Network, Written
 from rtmw_edge.backends.ncnn.int8 import Int8Table, activation_scales, quantize_ncnn, weight_scales, write_int8
@@ -21,16 +22,16 @@ from rtmw_edge.backends.ncnn.runner import NcnnRunner
 
 
 def quantize(network: Network, calibration: np.ndarray, settings: dict, keep: KeepFloat, folder: Path,
-             stem: str) -> Written:
+             stem: str, progress: bool = False) -> Written:
     """INT8 .param/.bin of `network` in `folder`; what `keep` and the recipe's layer types name stays float."""
     param = network.path
     out_param = folder / param.name
     quantize_ncnn(param, param.with_suffix(".bin"), calibration, out_param, out_param.with_suffix(".bin"),
-                  method=settings["method"], keep_float=_kept(network, settings, keep))
+                  method=settings["method"], keep_float=_kept(network, settings, keep), progress=progress)
     return Written(out_param.name, network.input_name, list(network.output_names))
 
 
-def rank_layers(network: Network, calibration: np.ndarray, settings: dict) -> list[str]:
+def rank_layers(network: Network, calibration: np.ndarray, settings: dict, progress: bool = False) -> list[str]:
     """Quantizable layers that the recipe leaves in int8, most harmful first.
 
     Each layer alone is written in int8 (all others float) and its relative output error on the recipe's
@@ -39,7 +40,7 @@ def rank_layers(network: Network, calibration: np.ndarray, settings: dict) -> li
     """
     param, weights = network.path, network.path.with_suffix(".bin")
     table = Int8Table(weight_scales(param, weights), activation_scales(param, weights, calibration,
-                                                                      settings["method"]))
+                                                                      settings["method"], progress=progress))
     every = {layer.name for layer in quantizable_layers(param)}
     candidates = sorted(every - _kept(network, settings, KeepFloat()))
     inputs = calibration[: settings["ranking_inputs"]]
@@ -47,7 +48,7 @@ def rank_layers(network: Network, calibration: np.ndarray, settings: dict) -> li
     errors = {}
     with tempfile.TemporaryDirectory() as scratch:
         trial = Path(scratch) / "trial.param"
-        for layer in candidates:
+        for layer in tqdm(candidates, desc="ncnn layer ranking", unit="layer", disable=not progress, leave=False):
             write_int8(param, weights, table, trial, trial.with_suffix(".bin"), every - {layer}, overwrite=True)
             outputs = NcnnRunner(trial, threads=1).run(inputs)
             errors[layer] = sum(float(np.linalg.norm(o - r) / np.linalg.norm(r))

@@ -9,9 +9,11 @@ import ncnn
 import numpy as np
 
 from rtmw_edge.backends.base import as_batch, select_names
+from rtmw_edge.backends.ncnn import BACKEND
 from rtmw_edge.backends.ncnn.net import load_net
 from rtmw_edge.backends.ncnn.param import ParamGraph, param_text
 from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.machine import cpu_flags
 
 
 class NcnnRunner:
@@ -27,6 +29,7 @@ class NcnnRunner:
         input_name: str | None = None,
         output_names: Sequence[str] | None = None,
         input_shape: tuple[int, int, int] | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.path = Path(path)
         graph = ParamGraph(param_text(self.path))
@@ -36,7 +39,11 @@ class NcnnRunner:
             raise RtmwEdgeError(f"{self.path}: the Input layer has no shape; pass input_shape=(C, H, W)")
         self.input_shape: tuple[int, int, int] = shape
         self.output_names = select_names(graph.outputs, output_names, "output", self.path)
-        self._net = load_net(self.path, self.path.with_suffix(".bin"), threads, vulkan=_wants_vulkan(device))
+        vulkan = _wants_vulkan(device)
+        if not vulkan and (reason := BACKEND.lacks(precision, cpu_flags())):
+            raise RtmwEdgeError(f"{self.path}: {reason}")
+        self._net = load_net(self.path, self.path.with_suffix(".bin"), threads, vulkan=vulkan,
+                             fp16=BACKEND.computes(precision) == "fp16")
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         batch = as_batch(batch, self.input_shape, self.path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtmw_edge.backends.base import Written
+from rtmw_edge.backends.base import Network, Written
 from rtmw_edge.onnx_io import load_onnx, onnx_io
 
 FP16_MIN_ELEMENTS = 64  # small tensors (biases, scales) stay float32
@@ -20,6 +20,11 @@ def convert(onnx_path: Path, folder: Path, stem: str, precision: str) -> Written
         store_weights_fp16(path)
     input_name, output_names, _ = onnx_io(path)
     return Written(path.name, input_name, output_names)
+
+
+def derive(fp32: Network, folder: Path, stem: str, precision: str) -> Written:
+    """The FP32 artifact is the ONNX file itself: the precision is converted from it as from any ONNX."""
+    return convert(fp32.path, folder, stem, precision)
 
 
 def store_weights_fp16(path: Path) -> None:

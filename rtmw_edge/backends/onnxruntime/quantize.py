@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from rtmw_edge.backends.base import KeepFloat, Network, Written
 from rtmw_edge.errors import RtmwEdgeError, require
@@ -22,8 +23,8 @@ MIN_OPSET = 13
 
 
 def quantize(network: Network, calibration: np.ndarray, settings: dict, keep: KeepFloat, folder: Path,
-             stem: str) -> Written:
-    """INT8 QDQ ONNX of `network` in `folder`; nodes matching `keep` stay float."""
+             stem: str, progress: bool = False) -> Written:
+    """INT8 QDQ ONNX of `network` in `folder`; nodes matching `keep` stay float; `progress`: a calibration bar."""
     q = require("onnxruntime.quantization", "onnxruntime")
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -43,7 +44,7 @@ def quantize(network: Network, calibration: np.ndarray, settings: dict, keep: Ke
         if settings["depthwise_float"]:
             excluded += [n.name for n in graph.node if _is_depthwise(n)]
         q.quantize_static(
-            str(source), str(path), _Reader(network.input_name, calibration),
+            str(source), str(path), _Reader(network.input_name, calibration, progress),
             quant_format=q.QuantFormat.QDQ, per_channel=settings["per_channel"],
             reduce_range=resolve_auto(settings["reduce_range"]),
             activation_type=getattr(q.QuantType, TYPES[settings["activation_type"]]),
@@ -86,8 +87,9 @@ def _with_per_channel_opset(path: Path, scratch: Path) -> Path:
 class _Reader:
     """Feeds the calibration inputs one at a time (ONNX Runtime's CalibrationDataReader protocol)."""
 
-    def __init__(self, input_name: str, calibration: np.ndarray) -> None:
-        self._feeds = iter([{input_name: sample[None]} for sample in calibration])
+    def __init__(self, input_name: str, calibration: np.ndarray, progress: bool = False) -> None:
+        feeds = [{input_name: sample[None]} for sample in calibration]
+        self._feeds = iter(tqdm(feeds, desc="onnxruntime calibration", unit="input", disable=not progress))
 
     def get_next(self) -> dict | None:
         return next(self._feeds, None)

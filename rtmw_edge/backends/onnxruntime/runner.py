@@ -33,6 +33,7 @@ class OnnxRuntimeRunner:
         device: str | None = None,
         input_name: str | None = None,
         output_names: Sequence[str] | None = None,
+        precision: str = "fp32",  # the graph itself says what it computes in (fp16 weights are cast to fp32)
     ) -> None:
         self.path = Path(path)
         self._session = _session(self.path, threads, _providers(device))

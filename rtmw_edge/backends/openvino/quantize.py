@@ -10,6 +10,7 @@ from pathlib import Path
 import nncf
 import numpy as np
 import openvino as ov
+from tqdm import tqdm
 
 from rtmw_edge.backends.base import AccuracyControl, KeepFloat, Network, Written, as_batch
 from rtmw_edge.machine import resolve_auto
@@ -19,8 +20,9 @@ PRESETS = {"mixed": "MIXED", "performance": "PERFORMANCE"}
 
 
 def quantize(network: Network, calibration: np.ndarray, settings: dict, keep: KeepFloat, folder: Path,
-             stem: str, control: AccuracyControl | None = None) -> Written:
-    """INT8 IR of `network` in `folder`; ops matching `keep` stay float (NNCF ignored scope).
+             stem: str, control: AccuracyControl | None = None, progress: bool = False) -> Written:
+    """INT8 IR of `network` in `folder`; ops matching `keep` stay float (NNCF ignored scope). NNCF draws its own
+    calibration bars; with `progress`, the candidates its accuracy control validates get one too.
 
     With `control`, NNCF's quantize_with_accuracy_control reverts the most harmful quantizers to float, one
     at a time, until the metric is within the budget or `max_iterations` are spent; those layers are returned.
@@ -35,7 +37,7 @@ def quantize(network: Network, calibration: np.ndarray, settings: dict, keep: Ke
         quantized = nncf.quantize(model, dataset, advanced_parameters=_advanced(settings), **arguments)
     else:
         quantized, reverted = _with_accuracy_control(model, dataset, calibration[:control.ranking_inputs],
-                                                     _advanced(settings), arguments, control)
+                                                     _advanced(settings), arguments, control, progress)
     _stable_names(quantized)
     path = folder / f"{stem}.xml"
     ov.save_model(quantized, str(path), compress_to_fp16=False)
@@ -66,13 +68,17 @@ def _advanced(settings: dict):
 
 
 def _with_accuracy_control(model, dataset, ranking: np.ndarray, advanced, arguments: dict,
-                           control: AccuracyControl):
+                           control: AccuracyControl, progress: bool):
     """The accuracy-controlled model, and the ops NNCF put back to float (those that no longer read int8)."""
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
     inputs = [sample[None] for sample in ranking]
+    # NNCF validates the full INT8 model, its FP32 source, then one candidate per reverted quantizer at most
+    validated = tqdm(total=control.max_iterations + 2, desc="accuracy control candidates", unit="candidate",
+                     disable=not progress, leave=False)
 
     def validate(compiled, items) -> tuple[float, list[list[np.ndarray]]]:
+        validated.update()
         runner = CompiledRunner(compiled)
         # the outputs let NNCF rank quantizers by how far they move them; the metric decides
         return control.validate(runner), [runner.run(item) for item in items]
@@ -84,6 +90,7 @@ def _with_accuracy_control(model, dataset, ranking: np.ndarray, advanced, argume
             model, dataset, nncf.Dataset(inputs), validate, max_drop=control.max_drop,
             drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=advanced,
             advanced_accuracy_restorer_parameters=restorer, **arguments)
+        validated.close()
         fully = next(Path(scratch).glob("*.xml"), None)
         before = _quantized_ops(ov.Core().read_model(str(fully))) if fully else set()
     return quantized, sorted(before - _quantized_ops(quantized))

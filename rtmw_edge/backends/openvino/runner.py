@@ -9,7 +9,12 @@ import numpy as np
 import openvino as ov
 
 from rtmw_edge.backends.base import as_batch, select_names
+from rtmw_edge.backends.openvino import BACKEND
 from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.machine import cpu_flags
+
+# the CPU plugin's INFERENCE_PRECISION_HINT for what an artifact computes in (INT8 keeps its float parts in f32)
+CPU_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 
 
 class OpenVinoRunner:
@@ -24,10 +29,13 @@ class OpenVinoRunner:
         device: str | None = None,
         input_name: str | None = None,
         output_names: Sequence[str] | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.path = Path(path)
         core = ov.Core()
         device = _check_device(core, device or "CPU")
+        if device == "CPU" and (reason := BACKEND.lacks(precision, cpu_flags())):
+            raise RtmwEdgeError(f"{self.path}: {reason}")
         model = _read(core, self.path)
         inputs = [i.get_any_name() for i in model.inputs]
         self.input_name = select_names(inputs, [input_name] if input_name else None, "input", self.path)[0]
@@ -36,8 +44,9 @@ class OpenVinoRunner:
         self.output_names = select_names(outputs, output_names, "output", self.path)
         config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
         if device == "CPU":
-            # CPUs with bf16 units default to bf16, which moves boxes by pixels; results must match ONNX's.
-            config["INFERENCE_PRECISION_HINT"] = "f32"
+            # CPUs with bf16 units default to bf16 (Arm ones to f16), which moves boxes by pixels: an artifact
+            # computes in the precision it names, so FP32 keypoints match ONNX's.
+            config["INFERENCE_PRECISION_HINT"] = CPU_HINTS[BACKEND.computes(precision)]
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         compiled = core.compile_model(model, device, config)

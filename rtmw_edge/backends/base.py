@@ -44,7 +44,7 @@ class Tolerance:
 
 @dataclass(frozen=True)
 class Arithmetic:
-    """What an artifact of one precision computes in, and the CPU instruction set that takes.
+    """What an artifact of one precision computes in, and the CPU instruction set that arithmetic needs.
 
     `needs` are CPU flags (/proc/cpuinfo), any one of which is enough; none: every CPU computes it. A precision
     whose arithmetic the CPU lacks is refused (export) or skipped (quantize, bench), never run in another one.
@@ -110,7 +110,7 @@ class Backend:
     precisions: tuple[str, ...]  # what export writes (int8 is quantize's)
     devices: tuple[str, ...]  # the runner's `device` option; the first is the default
     tolerances: Mapping[tuple[str, str], Tolerance]  # (artifact kind, precision) -> export's check
-    arithmetic: Mapping[str, Arithmetic] = field(default_factory=dict)  # precision -> it; absent: computes itself
+    arithmetic: Mapping[str, Arithmetic] = field(default_factory=dict)  # absent precision: computes in itself
     aliases: tuple[str, ...] = ()  # other names users type (the file format's name)
     reference: bool = False  # the float baseline others are compared with (what rtmlib runs)
     ranks_layers: bool = False  # can rank single layers by harm cheaply (the detector gate's search)

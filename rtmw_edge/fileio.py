@@ -58,6 +58,28 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def staged_files(folder: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a hidden temporary folder inside `folder`; if the block succeeds, every file written into it moves
+    into `folder` under its own name, otherwise none does.
+
+    What it remembers does not grow with the number of files (a run may write millions): they are found by
+    listing the folder when the block ends.
+    """
+    with _new_folders(Path(folder)) as parent:
+        staging = Path(tempfile.mkdtemp(prefix=".staged.", suffix=".part", dir=parent))
+        try:
+            yield staging
+            with os.scandir(staging) as entries:
+                for entry in entries:
+                    if overwrite:
+                        os.replace(entry.path, parent / entry.name)
+                    else:
+                        _link_new(Path(entry.path), parent / entry.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 def _appeared(path: Path) -> RtmwEdgeError:
     return RtmwEdgeError(f"{path} appeared while this run was writing it (another run?): left as it is; "
                          "use --overwrite to replace it")

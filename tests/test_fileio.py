@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rtmw_edge.errors import RtmwEdgeError
-from rtmw_edge.fileio import atomic_dir, atomic_file, check_writable_dir
+from rtmw_edge.fileio import atomic_dir, atomic_file, check_writable_dir, staged_files
 
 
 class Boom(Exception):
@@ -76,3 +76,21 @@ def test_a_folder_that_appears_while_writing_is_kept_and_the_run_fails(tmp_path:
         tmp.write_text("second")
         file.write_text("first")
     assert file.read_text() == "first" and sorted(p.name for p in tmp_path.iterdir()) == ["artifact", file.name]
+
+
+def test_staged_files_appear_together_in_their_folder_or_not_at_all(tmp_path: Path) -> None:
+    out = tmp_path / "out" / "deeper"
+    with pytest.raises(Boom), staged_files(out) as staging:
+        (staging / "a.jpg").write_bytes(b"a")
+        raise Boom
+    assert list(tmp_path.iterdir()) == []
+    with staged_files(out) as staging:
+        (staging / "a.jpg").write_bytes(b"a")
+        (staging / "b.json").write_text("[]")
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.json"]
+    with pytest.raises(RtmwEdgeError, match="appeared while this run was writing"), staged_files(out) as staging:
+        (staging / "b.json").write_text("second")
+    assert (out / "b.json").read_text() == "[]" and sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.json"]
+    with staged_files(out, overwrite=True) as staging:
+        (staging / "b.json").write_text("second")
+    assert (out / "b.json").read_text() == "second"

@@ -10,6 +10,7 @@ import itertools
 import json
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -19,12 +20,13 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.media.inputs import ImageFile
-from rtmw_edge.media.outputs import Outputs, Summary, person_record
+from rtmw_edge.media.outputs import JsonArray, Outputs, Summary, person_record
 from rtmw_edge.predictor import Predictor
 from rtmw_edge.visualize import draw_persons
 
 PREDICTIONS_FILE = "predictions.json"
 OVERLAY_FORMAT = ".jpg"
+UNREADABLE = "cannot be read as an image"
 
 
 def image_outputs(images: Sequence[ImageFile], out_dir: Path) -> list[Path]:
@@ -34,33 +36,66 @@ def image_outputs(images: Sequence[ImageFile], out_dir: Path) -> list[Path]:
     return [*(out_dir / name for name in _overlay_names([i.path for i in images])), out_dir / PREDICTIONS_FILE]
 
 
+@dataclass(frozen=True)
+class ImageJob:
+    """One image of a run: where it is, its COCO id, and where its overlay goes."""
+
+    image: ImageFile
+    image_id: int
+    overlay: Path
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """What one image gives: its persons' result entries (JSON text each) and its overlay (JPEG bytes)."""
+
+    records: list[str]
+    overlay: bytes
+
+
+def image_jobs(images: Sequence[ImageFile], out_dir: Path) -> list[ImageJob]:
+    *overlays, _ = image_outputs(images, out_dir)
+    return [ImageJob(*job) for job in zip(images, _image_ids([i.path for i in images]), overlays, strict=True)]
+
+
+def image_result(predictor: Predictor, image: np.ndarray, job: ImageJob, kpt_threshold: float) -> ImageResult:
+    persons = predictor.predict(image)
+    records = [json.dumps({**person_record(job.image_id, person), "file_name": job.image.path.name})
+               for person in persons]
+    return ImageResult(records, _jpeg(draw_persons(image, persons, kpt_threshold), job.overlay))
+
+
+def keep_result(outputs: Outputs, predictions: JsonArray, job: ImageJob, result: ImageResult,
+                summary: Summary) -> None:
+    """Write one image's overlay and append its entries: nothing of it stays in memory."""
+    outputs.new_file(job.overlay).write_bytes(result.overlay)
+    predictions.extend(result.records)
+    summary.images += 1
+    summary.persons += len(result.records)
+
+
+def check_some_read(images: Sequence[ImageFile], failed: Sequence[tuple[Path, str]], summary: Summary) -> None:
+    """A run where no image could be read is an error; otherwise each skipped image is noted with why."""
+    if len(failed) == len(images):
+        raise RtmwEdgeError(f"none of the {len(images)} image files could be read (such as {failed[0][0]}): "
+                            "nothing to predict")
+    summary.skipped += [f"skipped {path}: {why}" for path, why in failed]
+
+
 def predict_images(predictor: Predictor, images: Sequence[ImageFile], out_dir: Path, outputs: Outputs,
                    summary: Summary, kpt_threshold: float, progress: bool) -> None:
-    files = [i.path for i in images]
-    *overlays, predictions = image_outputs(images, out_dir)
-    entries: list[dict] = []
-    unreadable: list[Path] = []
+    predictions = outputs.new_json_array(out_dir / PREDICTIONS_FILE)
+    unreadable: list[tuple[Path, str]] = []
     with logging_redirect_tqdm():
-        for image_file, image_id, overlay in tqdm(list(zip(images, _image_ids(files), overlays, strict=True)),
-                                                  desc="predict", unit="image", disable=not progress):
-            image = cv2.imread(str(image_file.path), cv2.IMREAD_COLOR)
+        for job in tqdm(image_jobs(images, out_dir), desc="predict", unit="image", disable=not progress):
+            image = cv2.imread(str(job.image.path), cv2.IMREAD_COLOR)
             if image is None:
-                if image_file.named:
-                    raise RtmwEdgeError(f"{image_file.path} cannot be read as an image (nor is its suffix a video's)")
-                unreadable.append(image_file.path)
+                if job.image.named:
+                    raise RtmwEdgeError(f"{job.image.path} cannot be read as an image (nor is its suffix a video's)")
+                unreadable.append((job.image.path, UNREADABLE))
                 continue
-            persons = predictor.predict(image)
-            entries.extend({**person_record(image_id, person), "file_name": image_file.path.name}
-                           for person in persons)
-            jpeg = _jpeg(draw_persons(image, persons, kpt_threshold), overlay)
-            outputs.new_file(overlay).write_bytes(jpeg)
-            summary.images += 1
-            summary.persons += len(persons)
-    if len(unreadable) == len(files):
-        raise RtmwEdgeError(f"none of the {len(files)} image files could be read (such as {unreadable[0]}): "
-                            "nothing to predict")
-    summary.skipped += [f"skipped {path}: cannot be read as an image" for path in unreadable]
-    outputs.new_file(predictions).write_text(json.dumps(entries), encoding="utf-8")
+            keep_result(outputs, predictions, job, image_result(predictor, image, job, kpt_threshold), summary)
+    check_some_read(images, unreadable, summary)
 
 
 def _image_ids(files: Sequence[Path]) -> list[int]:

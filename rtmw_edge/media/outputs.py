@@ -1,20 +1,21 @@
 """What a predict run leaves: its files (all of them, or none), its per-person records, its one-line summary.
 
-Every output is written to a temporary name and renamed only when the whole run succeeds, so a run that fails
-on its tenth image or its second video leaves nothing behind, not even the --out folder it would have made.
+Every output is written into a hidden staging folder and moved into place only when the whole run succeeds, so a
+run that fails on its tenth image or its second video leaves nothing behind, not even the --out folder it would
+have made. Results are written as they come (predictions.json element by element), so memory does not grow with
+the number of images.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.evaluation import to_result_entry
-from rtmw_edge.fileio import atomic_file, check_writable_dir
+from rtmw_edge.fileio import check_writable_dir, staged_files
 from rtmw_edge.predictor import Person
 
 
@@ -42,19 +43,40 @@ class Summary:
 
 
 class Outputs(contextlib.ExitStack):
-    """The run's output files: each `new_*` gives a temporary path; leaving the block renames them all."""
+    """The run's output files: `new_file` gives a path in a staging folder; leaving the block moves them all into
+    their folders. Nothing is kept per file, so a run over millions of images holds no more than over one."""
 
     def __init__(self, planned: Sequence[Path], overwrite: bool) -> None:
         super().__init__()
         _refuse_existing(planned, overwrite)
         self.overwrite = overwrite
+        self._staging: dict[Path, Path] = {}  # output folder -> its staging folder
 
     def new_file(self, path: Path) -> Path:
-        return self.enter_context(atomic_file(path, overwrite=self.overwrite))
+        """Where to write `path` now (with its name, so a VideoWriter picks the container from its suffix)."""
+        if path.parent not in self._staging:
+            self._staging[path.parent] = self.enter_context(staged_files(path.parent, overwrite=self.overwrite))
+        return self._staging[path.parent] / path.name
 
-    def new_video(self, path: Path) -> Path:
-        """A temporary path with `path`'s suffix, since VideoWriter picks the container from it."""
-        return self.enter_context(_atomic_video(path, self.overwrite))
+    def new_json_array(self, path: Path) -> JsonArray:
+        """A JSON array written element by element: a run holds one image's records, not the whole dataset's."""
+        array = JsonArray(self.enter_context(self.new_file(path).open("w", encoding="utf-8")))
+        self.callback(array.file.write, "]")  # before the file closes and is moved (a failed run drops it)
+        return array
+
+
+class JsonArray:
+    """Elements (each already JSON text) appended to an open file; the same bytes as json.dumps of the list."""
+
+    def __init__(self, file) -> None:
+        self.file = file
+        self.count = 0
+        file.write("[")
+
+    def extend(self, encoded: Iterable[str]) -> None:
+        for text in encoded:
+            self.file.write(f", {text}" if self.count else text)
+            self.count += 1
 
 
 def person_record(image_id: int, person: Person) -> dict:
@@ -71,14 +93,3 @@ def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more outputs)" if len(existing) > 1 else ""
         raise RtmwEdgeError(f"{existing[0]} already exists{more}: use --overwrite to replace")
-
-
-@contextlib.contextmanager
-def _atomic_video(path: Path, overwrite: bool) -> Iterator[Path]:
-    with atomic_file(path, overwrite=overwrite) as tmp:
-        scratch = tmp.with_name(tmp.name + path.suffix)
-        try:
-            yield scratch
-            os.replace(scratch, tmp)
-        finally:
-            scratch.unlink(missing_ok=True)

@@ -87,7 +87,7 @@ def predict_stream(predictor: Predictor, source: Path | int, out_dir: Path, outp
     stream = PoseStream(predictor, det_every=options.det_every, track=options.track, smooth=options.smooth)
     before = summary.frames
     with FrameReader(source) as reader, _stop_on_ctrl_c(reader) as stop:
-        writer = _open_writer(outputs.new_video(video), reader.fps, reader.size)
+        writer = _open_writer(outputs.new_file(video), reader.fps, reader.size)
         try:
             with outputs.new_file(frames_file).open("w", encoding="utf-8") as lines, logging_redirect_tqdm(), \
                     tqdm(total=reader.total, desc="predict", unit="frame", disable=not progress) as bar:

@@ -24,6 +24,7 @@ _API: dict[str, str] = {
     "Predictor": "rtmw_edge.predictor",
     "Person": "rtmw_edge.predictor",
     "PoseStream": "rtmw_edge.video",
+    "predict_dataset": "rtmw_edge.media.dataset",
     "Detector": "rtmw_edge.detector",
     "export": "rtmw_edge.exporter",
     "Exported": "rtmw_edge.exporter",

@@ -51,6 +51,16 @@ def _predict(args: argparse.Namespace) -> int:
 
     quiet_ffmpeg()
     collect_inputs(args.inputs)  # a bad input fails before a model is made
+    if args.ray is not None:
+        from rtmw_edge.media.dataset import predict_dataset
+
+        summary = predict_dataset(args.inputs, args.model, args.out, backend=args.backend, precision=args.precision,
+                                  detector=args.detector, address=args.ray or None, profile=args.device_profile,
+                                  threads=args.threads, device=args.device, flip_test=args.flip_test,
+                                  kpt_threshold=args.kpt_threshold, overwrite=args.overwrite,
+                                  progress=sys.stderr.isatty())
+        print(f"rtmw-edge predict: {summary.line()}")
+        return 0
     if args.show:
         check_display()  # likewise: before a model or a detector is fetched
     video = StreamOptions(det_every=args.det_every, track=args.track, smooth=args.smooth, show=args.show)
@@ -174,6 +184,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--smooth", action="store_true",
                    help="videos and cameras: One-Euro filter on each person's keypoints (mmpose's parameters)")
     p.add_argument("--show", action="store_true", help="videos and cameras: a live window (q or Esc stops)")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="images and folders on Ray Data, actors and threads from the device profile's [ray]: on the "
+                        "cluster at ADDRESS, else $RAY_ADDRESS's, else a local Ray (give it after the inputs, or "
+                        "as --ray=ADDRESS); needs the [ray] extra")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 

@@ -132,9 +132,7 @@ class Predictor:
     @property
     def info(self) -> str:
         """One line naming the model (marked 'untrained' when it is), the flip test and the detector."""
-        flip = ", flip test" if self.flip_test else ""
-        detector = self.detector_name or "none (whole image is one person)"
-        return f"{self.artifact.meta.label}{flip}; detector: {detector}"
+        return describe(self.artifact.meta.label, self.flip_test, self.detector_name)
 
     def predict(self, image_bgr: np.ndarray, boxes: np.ndarray | None = None) -> list[Person]:
         """Persons in `image_bgr`, in the order of `boxes` ([K,4] xyxy or [K,5] with score) or of the detector."""
@@ -176,6 +174,12 @@ class Predictor:
             self._warned_no_detector = True
         height, width = image.shape[:2]
         return np.array([[0, 0, width, height, 1]], np.float32)
+
+
+def describe(label: str, flip_test: bool, detector_name: str | None) -> str:
+    """`Predictor.info` from its parts, for callers that have the artifacts but load no network."""
+    flip = ", flip test" if flip_test else ""
+    return f"{label}{flip}; detector: {detector_name or 'none (whole image is one person)'}"
 
 
 def _load(path: str | Path, kind: str) -> Artifact:

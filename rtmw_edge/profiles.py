@@ -1,7 +1,7 @@
 """Device profiles are data: `runtimes/<device>/profile.toml` says which backends to run there, in which order,
 with how many threads, on which device (ONNX Runtime provider, OpenVINO device, ncnn Vulkan on or off), which
 person detector `--detector auto` takes, and which precision to prefer by CPU feature (its `[[choose]]` rules,
-read by `Profile.choose`).
+read by `Profile.choose`), and how `predict --ray` spreads over a Ray cluster (its `[ray]` table).
 
 `rtmw-edge bench --device-profile NAME` applies one; NAME is a shipped profile or the path of a TOML file. Where
 none is named (predict, the Python API) the machine picks one: `default_profile_name`.
@@ -25,8 +25,9 @@ PRECISIONS = ("int8", "bf16", "fp16", "fp32")
 DEFAULT_DETECTOR = "rtmdet-nano"  # of a profile that names none: the smallest
 ARM_MACHINES = ("aarch64", "arm64")
 JETSON_MARK = Path("/etc/nv_tegra_release")  # L4T writes it on every Jetson
-_KEYS = {"name", "description", "backends", "precisions", "threads", "device", "detector", "bench", "choose"}
+_KEYS = {"name", "description", "backends", "precisions", "threads", "device", "detector", "bench", "choose", "ray"}
 _BENCH_KEYS = {"batch", "runs"}
+_RAY_KEYS = {"concurrency", "threads", "batch"}
 _RULE_KEYS = {"cpu", "flags", "precisions", "why"}
 
 
@@ -38,6 +39,15 @@ class Rule:
     flags: tuple[str, ...]  # CPU flags (/proc/cpuinfo), any one of which is the feature
     precisions: tuple[str, ...]  # the candidates; the first where nothing measured them
     why: str
+
+
+@dataclass(frozen=True)
+class RayPlan:
+    """`predict --ray`: how many actors (each loads the Predictor once), CPU threads each, images per batch."""
+
+    concurrency: int = 2
+    threads: int = 1
+    batch: int = 16
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,7 @@ class Profile:
     runs: int
     path: Path
     rules: tuple[Rule, ...] = ()  # by CPU feature, the first that the CPU has decides
+    ray: RayPlan = RayPlan()
 
     def choose(self, flags: frozenset[str], measured: Mapping[str, tuple[float, bool]] | None = None,
                measured_on: frozenset[str] = frozenset()) -> Choice:
@@ -145,6 +156,8 @@ def _parse(data: dict, path: Path) -> Profile:
     _only(data, _KEYS, path, "")
     bench = data.get("bench", {})
     _only(bench, _BENCH_KEYS, path, "bench.")
+    ray = data.get("ray", {})
+    _only(ray, _RAY_KEYS, path, "ray.")
     devices = data.get("device", {})
     _only(devices, set(BACKENDS), path, "device.")
     backends = _choice_list(data.get("backends", list(BACKENDS)), BACKENDS, "backends", path)
@@ -167,6 +180,8 @@ def _parse(data: dict, path: Path) -> Profile:
         runs=_count(bench.get("runs", 20), "bench.runs", path),
         path=path,
         rules=rules,
+        ray=RayPlan(*(_count(ray.get(key, getattr(RayPlan, key)), f"ray.{key}", path)
+                      for key in ("concurrency", "threads", "batch"))),
     )
 
 

@@ -13,16 +13,51 @@ artifacts; `detector="auto"` takes the device profile's detector, `"none"` the w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rtmw_edge.artifact import load_artifact
 from rtmw_edge.errors import RtmwEdgeError
-from rtmw_edge.predictor import Person, Predictor
+from rtmw_edge.predictor import Person, Predictor, describe
 from rtmw_edge.profiles import Profile
 from rtmw_edge.resolve import AUTO, detector_artifact, machine_profile, pose_artifact
 from rtmw_edge.video.stream import PoseStream
+
+
+@dataclass(frozen=True)
+class PredictorSetup:
+    """What makes a Predictor, names already resolved to artifacts: plain data, so a Ray actor can make its own."""
+
+    artifact: Path
+    detector: Path | None
+    threads: int | None
+    device: str | None
+    flip_test: bool = False
+    score_threshold: float = 0.3
+
+    @property
+    def described(self) -> tuple[str, bool]:
+        """(`Predictor.info`, whether the model is trained), read from the artifacts without loading a network."""
+        meta = load_artifact(self.artifact, verify=False).meta
+        detector = Path(self.detector).name if self.detector is not None else None
+        return describe(meta.label, self.flip_test, detector), bool(meta.trained)
+
+    def open(self) -> Predictor:
+        return Predictor(self.artifact, detector=self.detector, threads=self.threads, device=self.device,
+                         flip_test=self.flip_test, score_threshold=self.score_threshold)
+
+
+def predictor_setup(model: str | Path, backend: str | None, precision: str, detector: str | Path | None,
+                    profile: Profile, threads: int | None = None, device: str | None = None,
+                    flip_test: bool = False, score_threshold: float = 0.3, progress: bool = True) -> PredictorSetup:
+    """Names to artifacts (made on first use), and the profile's threads and device for the artifact's backend."""
+    pose = pose_artifact(model, backend, precision, profile, progress=progress)
+    backend = load_artifact(pose, verify=False).meta.backend
+    options = profile.runner_options(backend, threads)
+    return PredictorSetup(pose, detector_artifact(detector, backend, profile, progress=progress),
+                          options["threads"], device or options["device"], flip_test, score_threshold)
 
 
 class Wholebody:
@@ -39,13 +74,8 @@ class Wholebody:
                  score_threshold: float = 0.3, det_every: int = 1, track: bool = False, smooth: bool = False,
                  progress: bool = True) -> None:
         self.profile = machine_profile(profile)
-        pose = pose_artifact(model, backend, precision, self.profile, progress=progress)
-        backend = load_artifact(pose, verify=False).meta.backend
-        options = self.profile.runner_options(backend, threads)
-        self.predictor = Predictor(
-            pose, detector=detector_artifact(detector, backend, self.profile, progress=progress),
-            threads=options["threads"], device=device or options["device"], flip_test=flip_test,
-            score_threshold=score_threshold)
+        self.predictor = predictor_setup(model, backend, precision, detector, self.profile, threads, device,
+                                         flip_test, score_threshold, progress).open()
         # frame after frame only when asked: a plain call stays one independent image
         self.stream = (PoseStream(self.predictor, det_every=det_every, track=track, smooth=smooth)
                        if (det_every, track, smooth) != (1, False, False) else None)

@@ -270,7 +270,7 @@ def test_ctrl_c_ends_a_video_with_whole_json_lines_and_a_playable_video(pose, de
     run = _predict_process(str(video), "--model", str(pose), "--detector", str(detector), "--threads", "1",
                            "--det-every", "5", "--track", "--out", str(out))
     deadline = time.monotonic() + 60
-    while not any(p.stat().st_size > 50_000 for p in out.glob(".long_frames.jsonl.*")):  # some frames done
+    while not any(p.stat().st_size > 50_000 for p in out.glob(".staged.*/long_frames.jsonl")):  # some frames done
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()
         time.sleep(0.05)
     run.send_signal(signal.SIGINT)

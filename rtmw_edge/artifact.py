@@ -15,6 +15,7 @@ from pathlib import Path
 from rtmw_edge.backends import get_backend
 from rtmw_edge.backends.base import Network
 from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.model.kinds import weights_mark
 
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
@@ -44,8 +45,8 @@ class ArtifactMeta:
 
     @property
     def label(self) -> str:
-        """Short name for tables: model, backend, precision and an 'untrained' mark when it applies."""
-        mark = "" if self.trained else " (untrained)"
+        """Short name for tables: model, backend, precision and the seeded weights' mark ('untrained', 'stress')."""
+        mark = "" if self.trained else weights_mark(self.weights.get("kind", "untrained"))
         return f"{self.model} {self.backend} {self.precision}{mark}"
 
 

@@ -130,7 +130,8 @@ def _precisions() -> list[str]:
 
 def _add_weights_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="auto",
-                   help="'auto' (official checkpoint, downloaded once), a checkpoint path, or 'untrained'")
+                   help="'auto' (official checkpoint, downloaded once), a checkpoint path, 'untrained', or 'stress' "
+                        "(seeded, spread over channels like trained weights: INT8 is judged on agreement with FP32)")
     p.add_argument("--allow-untrained", action="store_true",
                    help="with --weights auto: continue with untrained weights when the download is impossible")
 

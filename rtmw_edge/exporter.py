@@ -25,6 +25,7 @@ from rtmw_edge.keypoints import layout_metadata
 from rtmw_edge.machine import cpu_flags, tool_versions
 from rtmw_edge.model import ModelSpec, build_model, get_spec
 from rtmw_edge.model.detectors import get_detector
+from rtmw_edge.model.kinds import is_trained
 from rtmw_edge.onnx_io import onnx_io
 from rtmw_edge.topdown import MEAN_RGB, PADDING, STD_RGB
 
@@ -175,7 +176,7 @@ def pose_metadata(spec: ModelSpec, weights: dict) -> ArtifactMeta:
         kind="pose", model=spec.name, backend="", precision="fp32", main_file="", files={}, input_name="",
         output_names=[], input_hw=list(spec.input_hw),
         weights={key: weights[key] for key in ("kind", "source", "sha256")},
-        trained=weights["kind"] != "untrained",
+        trained=is_trained(weights["kind"]),
         preprocessing={"channel_order": "RGB", "source_order": "BGR", "mean": list(MEAN_RGB),
                        "std": list(STD_RGB), "padding": PADDING, "layout": "NCHW"},
         decoding={"codec": "simcc", "split_ratio": spec.split_ratio, "sigma": list(spec.sigma),

@@ -20,7 +20,7 @@ from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.exporter import export_model
 from rtmw_edge.predictor import Predictor
 from rtmw_edge.quantization import QuantizeResult, quantize
-from rtmw_edge.quantization.gate import Budget, judge
+from rtmw_edge.quantization.gate import Budget, judge, unjudged_reason
 from rtmw_edge.quantization.recipe import load_recipe
 from rtmw_edge.quantization.record import QuantizationRecord
 
@@ -306,11 +306,12 @@ def test_an_int8_artifact_is_refused_as_the_fp32_source(openvino_run, capsys):
 def test_gate_judges_drops_against_the_budget():
     fp32 = {"wholebody": 0.60, "body": 0.70, "face": 0.50}
     budget = Budget(1.0, 2.0)
-    assert judge(fp32, {"wholebody": 0.595, "body": 0.69, "face": 0.49}, budget, True).passed is True
-    failed = judge(fp32, {"wholebody": 0.595, "body": 0.70, "face": 0.47}, budget, True)
+    assert judge(fp32, {"wholebody": 0.595, "body": 0.69, "face": 0.49}, budget).passed is True
+    failed = judge(fp32, {"wholebody": 0.595, "body": 0.70, "face": 0.47}, budget)
     assert failed.passed is False and "face" in failed.reason
-    assert judge(fp32, {"wholebody": 0.40, "body": 0.3, "face": 0.1}, budget, False).passed is None
-    box = judge({"box": 0.70}, {"box": 0.685}, budget, True, headline="box")  # held to the whole-body budget
+    untrained = judge(fp32, {"wholebody": 0.40, "body": 0.3, "face": 0.1}, budget, unjudged_reason("untrained", "ap"))
+    assert untrained.passed is None and "untrained weights" in untrained.reason
+    box = judge({"box": 0.70}, {"box": 0.685}, budget, headline="box")  # held to the whole-body budget
     assert box.passed is False and "budget 1" in box.reason
 
 

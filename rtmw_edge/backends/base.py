@@ -64,6 +64,7 @@ class Written:
     output_names: list[str]
     layer_names: dict[str, str] = field(default_factory=dict)  # backend layer -> source ONNX node
     reverted: list[str] = field(default_factory=list)  # layers a quantizer's own accuracy search left float
+    int8_kernels: dict[str, int] | None = None  # int8 kernels the runtime really runs, by op (None: not counted)
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ class Backend:
     def quantize(self, network: Network, calibration: np.ndarray, settings: dict, keep: KeepFloat, folder: Path,
                  stem: str, control: AccuracyControl | None = None, progress: bool = False) -> Written:
         """INT8 files of `network` in `folder`, calibrated on `calibration` [N,C,H,W] with recipe `settings`;
-        with `progress`, its calibration shows a bar."""
+        `progress` draws a bar for each step that takes long."""
         if control is not None and not self.accuracy_control:
             raise RtmwEdgeError(f"{self.name} has no accuracy-controlled quantization")
         searched = {"control": control} if control is not None else {}

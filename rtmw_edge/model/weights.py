@@ -1,4 +1,5 @@
-"""Model weights: the official checkpoint (downloaded once, checksum-verified), a local file, or seeded untrained.
+"""Model weights: the official checkpoint (downloaded once, checksum-verified), a local file, or seeded: untrained,
+or stress (untrained, then spread over channels like a trained network's: stress.py).
 
 Everything here fails with one-line RtmwEdgeError messages, because the usual causes (offline machine,
 corrupted download, checkpoint of another model) are for the user to fix, not bugs.
@@ -37,8 +38,8 @@ BN_VARIANCE_INFLATION = 4.0
 class Weights:
     """What a model was loaded with, for reports and reproducibility.
 
-    kind: 'official' (source is the checkpoint URL), 'file' (source is the path) or 'untrained'
-    (source is 'untrained'); sha256 is that of the file loaded, None for untrained weights.
+    kind: 'official' (source is the checkpoint URL), 'file' (source is the path), or a seeded kind of kinds.py
+    (source is the kind); sha256 is that of the file loaded, None for seeded weights.
     """
 
     kind: str
@@ -283,6 +284,18 @@ def _untrained(model: nn.Module, spec: ModelSpec) -> Weights:
     return Weights("untrained", "untrained", None)
 
 
+def _stress(model: nn.Module, spec: ModelSpec) -> Weights:
+    from rtmw_edge.model.stress import apply_stress
+
+    init_untrained(model)
+    apply_stress(model, spec.input_hw, spec.sigma, _seeded_normal)
+    return Weights("stress", "stress", None)
+
+
+def _seeded_normal(name: str, count: int) -> torch.Tensor:
+    return _normal(torch.Size([count]), 1.0, _generator(0, name)).float()
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -309,13 +322,15 @@ def _load_official(model: nn.Module, spec: ModelSpec, allow_untrained: bool, pro
 
 def load_weights(model: nn.Module, spec: ModelSpec, weights: str = "auto", allow_untrained: bool = False,
                  progress: bool = True) -> Weights:
-    """Put weights into `model`: 'auto' (official checkpoint), 'untrained', or a checkpoint path."""
+    """Put weights into `model`: 'auto' (official checkpoint), 'untrained', 'stress', or a checkpoint path."""
     if weights == "auto":
         return _load_official(model, spec, allow_untrained, progress)
     if weights == "untrained":
         return _untrained(model, spec)
+    if weights == "stress":
+        return _stress(model, spec)
     path = Path(weights).expanduser()
     if not path.exists():
         raise RtmwEdgeError(f"weights file {path} does not exist "
-                            "(use --weights auto, --weights untrained or a path to a checkpoint)")
+                            "(use --weights auto, --weights untrained, --weights stress or a path to a checkpoint)")
     return _load_file(model, path, "file", str(path))

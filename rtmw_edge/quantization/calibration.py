@@ -44,6 +44,7 @@ from rtmw_edge.detector import Detector, letterbox
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.fileio import atomic_file
 from rtmw_edge.quantization.calibration_sources import Frame, Source, open_source, skipped_text
+from rtmw_edge.quantization.scenes import SCENES_VERSION, composed
 
 CACHE_VERSION = 1  # bump whenever sets are built differently, so that old cache files miss
 SCALE_RANGE = (0.9, 1.2)
@@ -106,13 +107,17 @@ def pose_calibration(source: str | Path | None, input_hw: tuple[int, int], size:
 
 def detector_calibration(source: str | Path | None, input_hw: tuple[int, int], size: int, seed: int = 0,
                          augment: bool = True, cache: bool = True, progress: bool = False,
-                         images_dir: str | Path | None = None) -> CalibrationSet:
-    """`size` frames [size,3,H,W] from `source`, made by detector.letterbox exactly as at inference."""
+                         images_dir: str | Path | None = None, scenes: bool = False) -> CalibrationSet:
+    """`size` frames [size,3,H,W] from `source`, made by detector.letterbox exactly as at inference; with
+    `scenes`, the frames are scenes composed from the source's images (scenes.py)."""
     request = _Request("detector", _check_hw(input_hw), _check_size(size), int(seed), bool(augment))
     src = open_source(source, images_dir, size)
+    if scenes:
+        src = composed(src, request.size, request.seed)
     build = partial(_build, src, request, "frames", _frame_box, partial(_detector_input, input_hw=request.input_hw),
                     "whole frames", progress)
-    return _cached(src, request, {}, cache, build)
+    return _cached(src, request, {"scenes": scenes, "scenes_version": SCENES_VERSION} if scenes else {}, cache,
+                   build)
 
 
 # --------------------------------------------------------------------------- requests

@@ -43,8 +43,9 @@ def float_precisions(backend: str, wanted: Sequence[str] | None = None) -> tuple
 
 
 def make_floats(fp32: Artifact, precisions: Sequence[str], folder: Path, scorer: PoseScorer, budget: Budget,
-                progress: bool = False) -> tuple[list[Scored], dict[str, str]]:
-    """Each of `precisions` made from `fp32` in `folder` and scored; the others with why they were not made."""
+                progress: bool = False, why_not: str | None = None) -> tuple[list[Scored], dict[str, str]]:
+    """Each of `precisions` made from `fp32` in `folder` and scored (`why_not`: why the gate only shows the
+    figures, as for INT8); the others with why they were not made."""
     backend = get_backend(fp32.meta.backend)
     made, skipped = [], {}
     for precision in tqdm(precisions, desc="float precisions", disable=not progress, leave=False):
@@ -58,7 +59,7 @@ def make_floats(fp32: Artifact, precisions: Sequence[str], folder: Path, scorer:
             skipped[precision] = reason
             continue
         accuracy, extra = scorer.score(artifact)
-        verdict = judge(scorer.fp32_ap, accuracy, budget, fp32.meta.trained)
+        verdict = judge(scorer.fp32_ap, accuracy, budget, why_not)
         made.append(Scored(artifact, accuracy, extra.get("logit_snr_db"), verdict))
     return made, skipped
 

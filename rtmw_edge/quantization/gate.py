@@ -1,8 +1,9 @@
 """The accuracy gate: INT8 against FP32 on the same backend and machine, flip test off, same boxes.
 
 With ground truth, COCO-WholeBody AP per part for both; without, FP32's own predictions are the reference
-that INT8 is scored against. The verdict compares the drops with the budget; on untrained weights every
-number is computed and shown, and the verdict is "not judged".
+that INT8 is scored against. The verdict compares the drops with the budget. Seeded weights are never judged
+against ground truth; stress weights (which fail INT8 as trained ones do) are judged on their agreement with
+FP32, untrained ones not at all: every number is computed and shown, and the verdict is "not judged".
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rtmw_edge.errors import RtmwEdgeError
+from rtmw_edge.model.kinds import AGREEMENT_JUDGED_KINDS, is_trained
 
 WHOLEBODY = "wholebody"
 
@@ -41,13 +43,25 @@ class Verdict:
         return {True: "PASS", False: "FAIL", None: "not judged"}[self.passed]
 
 
-def judge(fp32_ap: dict[str, float], int8_ap: dict[str, float], budget: Budget, trained: bool,
+def unjudged_reason(weights_kind: str, metric: str) -> str | None:
+    """Why the gate does not judge INT8 of these weights on this metric ('ap' or 'agreement'); None: it does."""
+    if is_trained(weights_kind):
+        return None
+    if weights_kind in AGREEMENT_JUDGED_KINDS:
+        return None if metric == "agreement" else (f"{weights_kind} weights: judged on agreement with FP32, "
+                                                   "not against ground truth (leave out --eval); every figure is shown")
+    return f"{weights_kind} weights: every figure is shown, none is judged"
+
+
+def judge(fp32_ap: dict[str, float], int8_ap: dict[str, float], budget: Budget, why_not: str | None = None,
           headline: str = WHOLEBODY) -> Verdict:
-    """Drops in AP points per part, and whether they fit the budget (`headline` is held to the whole-body one)."""
+    """Drops in AP points per part, and whether they fit the budget (`headline` is held to the whole-body one).
+
+    `why_not` (see `unjudged_reason`): the figures are only shown, for this reason."""
     drops = {part: round(100.0 * (fp32_ap[part] - int8_ap[part]), 3) for part in fp32_ap}
+    if why_not is not None:
+        return Verdict(None, drops, why_not)
     over = over_budget(drops, budget, headline)
-    if not trained:
-        return Verdict(None, drops, "untrained weights: every figure is shown, none is judged")
     if over:
         worst = max(over, key=lambda p: drops[p])
         return Verdict(False, drops, f"{worst} drops {drops[worst]:.2f} AP (budget {budget.limit(worst, headline):g})")

@@ -32,7 +32,7 @@ from rtmw_edge.machine import ISA_FLAGS, cpu_flags, cpu_name, has_vnni, tool_ver
 from rtmw_edge.model import get_spec
 from rtmw_edge.quantization.calibration import CalibrationSet, detector_calibration, pose_calibration
 from rtmw_edge.quantization.floats import Scored, float_precisions, make_floats
-from rtmw_edge.quantization.gate import Budget, Verdict, judge
+from rtmw_edge.quantization.gate import Budget, Verdict, judge, unjudged_reason
 from rtmw_edge.quantization.groups import LAYER_GROUPS, patterns
 from rtmw_edge.quantization.recipe import AccuracyControlRecipe, LayerSearchRecipe, Recipe, Sensitivity, load_recipe
 from rtmw_edge.quantization.record import (
@@ -48,6 +48,7 @@ from rtmw_edge.quantization.record import (
     Machine,
     Pair,
     QuantizationRecord,
+    Recommendation,
 )
 from rtmw_edge.quantization.report import render_report, render_table
 from rtmw_edge.quantization.scoring import PoseScorer
@@ -198,6 +199,7 @@ def _quantize_pose(job: _Job, fp32: Artifact, calib: CalibrationSet, ground_trut
     order = _revert_order(recipe, keep)
     accuracy_control = recipe.gate.accuracy_control
     searches = accuracy_control is not None and accuracy_control.enabled  # the backend's own search, not groups
+    why_not = unjudged_reason(fp32.meta.weights["kind"], scorer.metric)
     control = None
     attempts = []
     candidates = tqdm(total=1 + (1 if searches else len(order)) if recipe.gate.fallback else 1, unit="candidate",
@@ -206,7 +208,7 @@ def _quantize_pose(job: _Job, fp32: Artifact, calib: CalibrationSet, ground_trut
         candidates.set_postfix_str(f"float: {', '.join(keep) or 'none'}")
         int8 = _quantize_once(recipe.backend, recipe.quantizer, fp32, calib, keep, folder, control, job.progress)
         int8_ap, extra = scorer.score(int8)
-        verdict = judge(scorer.fp32_ap, int8_ap, job.budget, fp32.meta.trained)
+        verdict = judge(scorer.fp32_ap, int8_ap, job.budget, why_not)
         attempts.append(Attempt(list(keep), int8_ap, verdict, "backend accuracy control" if control else "groups",
                                 int8.meta.quantization["reverted_layers"]))
         candidates.update()
@@ -220,7 +222,7 @@ def _quantize_pose(job: _Job, fp32: Artifact, calib: CalibrationSet, ground_trut
         keep.append(order.pop(0))
     candidates.close()
     _mark(int8, verdict, keep, calib, recipe.quantizer)
-    floats, skipped = make_floats(fp32, job.floats, folder, scorer, job.budget, job.progress)
+    floats, skipped = make_floats(fp32, job.floats, folder, scorer, job.budget, job.progress, why_not)
     latency = _latency([fp32, int8, *(f.artifact for f in floats)], job.threads, job.progress)
     return QuantizationRecord(
         model=fp32.meta.model, backend=recipe.backend, trained=fp32.meta.trained, weights=fp32.meta.weights,
@@ -231,7 +233,10 @@ def _quantize_pose(job: _Job, fp32: Artifact, calib: CalibrationSet, ground_trut
         reverted_layers=int8.meta.quantization["reverted_layers"], attempts=attempts,
         latency_ms=Pair(latency["fp32"], latency["int8"]), sensitivity=sensitivity, verdicts={"pose": verdict},
         machine=Machine(cpu_name(), has_vnni(), sorted(cpu_flags() & ISA_FLAGS)), tools=tool_versions(),
-        floats=[_float_result(f, latency[f.artifact.meta.precision]) for f in floats], skipped_precisions=skipped)
+        floats=[_float_result(f, latency[f.artifact.meta.precision]) for f in floats], skipped_precisions=skipped,
+        recommended=Recommendation.of(latency, {"int8": verdict, **{f.artifact.meta.precision: f.verdict
+                                                                    for f in floats}}),
+        int8_kernels=int8.meta.quantization["int8_kernels"])
 
 
 def _sensitivity(job: _Job, fp32: Artifact, calib: CalibrationSet, scorer: PoseScorer,
@@ -281,7 +286,7 @@ def _quantize_once(backend: str, settings: dict, fp32: Artifact, calib: Calibrat
     meta.precision, meta.main_file = "int8", written.main_file
     meta.input_name, meta.output_names = written.input_name, written.output_names
     meta.verification, meta.tools = {}, tool_versions()
-    meta.quantization = {"reverted_layers": written.reverted}
+    meta.quantization = {"reverted_layers": written.reverted, "int8_kernels": written.int8_kernels}
     write_metadata(target, meta)
     return load_artifact(target)
 
@@ -329,7 +334,7 @@ def _quantize_detector(job: _Job, onnx: Path, folder: Path, ground_truth: Ground
     settings = {**recipe.quantizer, **recipe.detector.quantizer}  # [detector.quantizer] over [quantizer]
     calib = detector_calibration(calibration, tuple(fp32.meta.input_hw), size=recipe.detector.calibration_size,
                                  seed=recipe.calibration.seed, augment=recipe.calibration.augment,
-                                 images_dir=calibration_images, progress=job.progress)
+                                 images_dir=calibration_images, progress=job.progress, scenes=recipe.detector.scenes)
     int8 = _quantize_once(recipe.backend, settings, fp32, calib, [], folder, progress=job.progress)
     box_ap, attempts, reverted = None, [], []
     if ground_truth is None:
@@ -339,7 +344,7 @@ def _quantize_detector(job: _Job, onnx: Path, folder: Path, ground_truth: Ground
             return detector_ap(_open_detector(artifact.folder, recipe, job.threads), ground_truth, job.progress)
 
         fp32_ap, int8_ap = measure(fp32), measure(int8)
-        verdict = judge({"box": fp32_ap}, {"box": int8_ap}, job.budget, trained=True, headline="box")
+        verdict = judge({"box": fp32_ap}, {"box": int8_ap}, job.budget, headline="box")
         attempts.append(Attempt([], {"box": int8_ap}, verdict, "none"))
         ranked = (_ranked_layers(recipe.backend, settings, recipe.gate.layer_search, fp32, calib, job.progress)
                   if verdict.passed is False and recipe.gate.fallback else [])
@@ -352,17 +357,20 @@ def _quantize_detector(job: _Job, onnx: Path, folder: Path, ground_truth: Ground
             searched.set_postfix_str(f"{count} layer(s) float")
             int8 = _quantize_once(recipe.backend, settings, fp32, calib, reverted, folder, progress=job.progress)
             int8_ap = measure(int8)
-            verdict = judge({"box": fp32_ap}, {"box": int8_ap}, job.budget, trained=True, headline="box")
+            verdict = judge({"box": fp32_ap}, {"box": int8_ap}, job.budget, headline="box")
             attempts.append(Attempt(reverted, {"box": int8_ap}, verdict, "layers"))
             searched.update()
             count *= 2
         searched.close()
         box_ap = Pair(fp32_ap, int8_ap)
     _mark(int8, verdict, reverted, calib, settings)
+    latency = _latency([fp32, int8], job.threads, job.progress)
     part = DetectorRecord(model=fp32.meta.model, artifacts=Artifacts(_facts(fp32), _facts(int8)),
                           calibration=_calibration_facts(calib, recipe.calibration.seed),
                           quantizer=settings, box_ap=box_ap, reverted_to_float=reverted, attempts=attempts,
-                          latency_ms=Pair(**_latency([fp32, int8], job.threads, job.progress)))
+                          latency_ms=Pair(latency["fp32"], latency["int8"]),
+                          recommended=Recommendation.of(latency, {"int8": verdict}),
+                          int8_kernels=int8.meta.quantization["int8_kernels"])
     return part, verdict
 
 

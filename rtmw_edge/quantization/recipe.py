@@ -63,6 +63,7 @@ class GateRecipe:
 @dataclass(frozen=True)
 class DetectorRecipe:
     calibration_size: int
+    scenes: bool  # calibrate on scenes composed from the calibration images (people at several sizes and places)
     score_threshold: float  # the detector's thresholds when it finds people in calibration images and is judged
     nms_iou: float
     quantizer: dict[str, Any]  # overrides of [quantizer]

@@ -46,6 +46,29 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class Recommendation:
+    """Which artifact to deploy on the machine that quantized: the fastest here of FP32 and the precisions that
+    passed the gate (or were not judged); a slower INT8 is not shipped as the better one."""
+
+    precision: str
+    reason: str
+
+    @classmethod
+    def of(cls, latency_ms: dict[str, float], verdicts: dict[str, Verdict]) -> Recommendation:
+        """`latency_ms` and `verdicts` by precision (FP32 is the reference: it needs no verdict)."""
+        allowed = ["fp32", *(p for p, v in verdicts.items() if v.passed is not False)]
+        best = min(allowed, key=lambda p: latency_ms[p])
+        timing = ", ".join(f"{p} {ms:g} ms" for p, ms in latency_ms.items())
+        if "int8" not in allowed:
+            return cls(best, f"INT8 failed the gate; {best.upper()} is the fastest left here ({timing})")
+        if best != "int8":
+            ratio = latency_ms["int8"] / latency_ms[best]
+            return cls(best, f"INT8 is not faster than {best.upper()} on this machine ({ratio:.2f}x its latency: "
+                             f"{timing})")
+        return cls("int8", f"INT8 is the fastest here ({timing})")
+
+
+@dataclass(frozen=True)
 class CalibrationFacts:
     sha256: str
     size: int
@@ -118,6 +141,8 @@ class DetectorRecord:
     reverted_to_float: list[str]
     attempts: list[Attempt]
     latency_ms: Pair
+    recommended: Recommendation
+    int8_kernels: dict[str, int] | None = None  # int8 kernels the runtime really runs, by op (None: not counted)
 
 
 @dataclass(frozen=True)
@@ -150,6 +175,8 @@ class QuantizationRecord:
     verdicts: dict[str, Verdict]  # "pose", and "detector" with --detector
     machine: Machine
     tools: dict[str, str]
+    recommended: Recommendation
+    int8_kernels: dict[str, int] | None = None  # int8 kernels the runtime really runs, by op (None: not counted)
     detector: DetectorRecord | None = None
     floats: list[FloatResult] = field(default_factory=list)
     skipped_precisions: dict[str, str] = field(default_factory=dict)  # precision -> why none was made here

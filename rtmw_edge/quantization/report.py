@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rtmw_edge.model.kinds import AGREEMENT_JUDGED_KINDS, weights_mark
 from rtmw_edge.quantization.recipe import Sensitivity
 from rtmw_edge.quantization.record import QuantizationRecord
 from rtmw_edge.table import format_table
@@ -12,7 +13,7 @@ PART_TITLES = ("AP whole", "body", "foot", "face", "l-hand", "r-hand")
 
 def render_table(record: QuantizationRecord) -> str:
     """One row per artifact: precision, size, AP per part (or agreement with FP32), latency, gate."""
-    mark = "" if record.trained else " (untrained)"
+    mark = weights_mark(record.weights["kind"])
     pose = [(p, getattr(record.artifacts, p), getattr(record.accuracy, p), getattr(record.latency_ms, p),
              "reference" if p == "fp32" else record.verdicts["pose"].label) for p in ("fp32", "int8")]
     pose += [(f.precision if f.computes == f.precision else f"{f.precision} (computes {f.computes})", f.artifact,
@@ -43,8 +44,7 @@ def render_report(record: QuantizationRecord, table: str) -> str:
     lines = [
         f"# INT8 {record.model} on {record.backend}",
         "",
-        f"Weights: {record.weights['kind']}" + ("" if record.trained else
-                                                " — UNTRAINED: accuracy is reported, not judged."),
+        f"Weights: {record.weights['kind']}{_weights_note(record)}",
         f"Evaluation: {record.evaluation.description}",
         f"Calibration: {calibration.size} inputs, sha256 {calibration.sha256[:16]}… ({calibration.description})",
         f"Budget: whole body {record.budget.wholebody} AP, any part {record.budget.part} AP.",
@@ -57,6 +57,8 @@ def render_report(record: QuantizationRecord, table: str) -> str:
         f"latency is the median of interleaved batch-1 runs.",
         "Float precisions beside FP32 and INT8 (no calibration; scored by the same gate; the run's verdict is "
         "INT8's): " + ("; ".join(floats) or "none asked for") + ".",
+        f"Int8 kernels that really run: {_kernels(record.int8_kernels)}.",
+        f"Recommended here: **{record.recommended.precision.upper()}** — {record.recommended.reason}.",
         "",
         f"AP columns: {metric}.",
         "",
@@ -65,8 +67,12 @@ def render_report(record: QuantizationRecord, table: str) -> str:
     ]
     if record.detector:
         verdict = record.verdicts["detector"]
+        detector = record.detector
         lines += [f"Detector gate: **{verdict.label}** — {verdict.reason}; layers reverted to float by the "
-                  f"search: {', '.join(record.detector.reverted_to_float) or 'none'}.", ""]
+                  f"search: {', '.join(detector.reverted_to_float) or 'none'}; int8 kernels that really run: "
+                  f"{_kernels(detector.int8_kernels)}.",
+                  f"Detector recommended here: **{detector.recommended.precision.upper()}** — "
+                  f"{detector.recommended.reason}.", ""]
     if record.sensitivity:
         measured = sorted(record.sensitivity.items(), key=lambda kv: kv[1].ap)
         rows = [[group, f"{m.ap:.1f}", "-" if m.snr_db is None else f"{m.snr_db:.1f}"] for group, m in measured]
@@ -75,6 +81,22 @@ def render_report(record: QuantizationRecord, table: str) -> str:
                   "As a recipe's table (the gate reverts the most sensitive first):", "", "```toml",
                   "[sensitivity]", *(_sensitivity_line(group, m) for group, m in measured), "```", ""]
     return "\n".join(lines)
+
+
+def _weights_note(record: QuantizationRecord) -> str:
+    kind = record.weights["kind"]
+    if record.trained:
+        return ""
+    if kind in AGREEMENT_JUDGED_KINDS:
+        return (f" — {kind.upper()} PROXY (seeded, never trained): never judged against published accuracy; the "
+                "gate judges INT8's agreement with its own FP32, because on it INT8 fails as on trained weights.")
+    return f" — {kind.upper()}: accuracy is reported, not judged."
+
+
+def _kernels(kernels: dict[str, int] | None) -> str:
+    if kernels is None:
+        return "not counted by this backend"
+    return ", ".join(f"{count} {op}" for op, count in kernels.items()) or "none (INT8 computes in float)"
 
 
 def _sensitivity_line(group: str, measured: Sensitivity) -> str:

@@ -17,7 +17,7 @@ BACKEND = Backend(
     # errors are relative to the outputs' scale (measured on seeded weights, relative: rtmw-m / rtmw-l-384x288
     # fp32 2e-6 / 2e-6, fp16 7e-4 / 1e-3). fp16 stores weights in half precision; on untrained weights the nearly
     # flat logits make argmax fragile, so fp16 is held to the logit error, and argmax agreement is reported.
-    tolerances={("pose", "fp32"): Tolerance(5e-5, 1.0), ("pose", "fp16"): Tolerance(1e-2, 0.0),
+    tolerances={("pose", "fp32"): Tolerance(1e-4, 1.0), ("pose", "fp16"): Tolerance(1e-2, 0.0),
                 ("detector", "fp32"): Tolerance(1e-5, 0.0), ("detector", "fp16"): Tolerance(2e-2, 0.0)},
     reference=True,
     reads_onnx=True,

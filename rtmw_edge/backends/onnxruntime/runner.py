@@ -13,6 +13,9 @@ from rtmw_edge.cache import cache_dir
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.fileio import ensure_writable_dir
 
+# A QDQ graph's float-weighted Conv after a DequantizeLinear (a node the quantizer left float) would have its
+# weights quantized per tensor and be fused into QLinearConv at session time: "kept float" must stay float.
+DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)
 # device -> execution providers in preference order; the first one must be available.
 _PROVIDERS: dict[str, tuple[str, ...]] = {
     "cpu": ("CPUExecutionProvider",),
@@ -79,14 +82,25 @@ def _with_options(provider: str) -> str | tuple[str, dict]:
     return provider, {"trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
 
 
-def _session(path: Path, threads: int | None, providers: list) -> ort.InferenceSession:
+def new_session(path: Path, threads: int | None = None, providers: Sequence = ("CPUExecutionProvider",),
+                optimized_path: Path | None = None) -> ort.InferenceSession:
+    """The session every runner uses; `optimized_path` receives the graph as ONNX Runtime optimized it (the
+    kernels that really run)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.inter_op_num_threads = 1
     if threads:
         options.intra_op_num_threads = threads
+    if optimized_path is not None:
+        options.optimized_model_filepath = str(optimized_path)
+        options.log_severity_level = 3  # not its warning that the file is for this CPU only: it is read once, here
+    return ort.InferenceSession(str(path), sess_options=options, providers=list(providers),
+                                disabled_optimizers=list(DISABLED_OPTIMIZERS))
+
+
+def _session(path: Path, threads: int | None, providers: list) -> ort.InferenceSession:
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        session = new_session(path, threads, providers)
     except Exception as exc:  # onnxruntime's load errors share no base class but Exception
         raise RtmwEdgeError(f"onnxruntime cannot load {path}: {exc}") from exc
     first = providers[0] if isinstance(providers[0], str) else providers[0][0]

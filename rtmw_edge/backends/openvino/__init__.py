@@ -18,7 +18,7 @@ BACKEND = Backend(
     # bf16 measured on seeded weights (probe input): max error 1.2e-2 of scale on rtmw-m, 2.1e-2 on rtmw-l-384x288,
     # 1.9e-2 on rtmw-x-384x288; argmax agreement counting ties 100% on all three.
     # A bf16 detector is not offered: RTMDet-nano's raw head strays 14-30% of its scale (boxes ~1 px).
-    tolerances={("pose", "fp32"): Tolerance(5e-5, 1.0), ("pose", "bf16"): Tolerance(5e-2, 0.95),
+    tolerances={("pose", "fp32"): Tolerance(1e-4, 1.0), ("pose", "bf16"): Tolerance(5e-2, 0.95),
                 ("pose", "fp16"): Tolerance(1e-2, 0.0), ("detector", "fp32"): Tolerance(1e-4, 0.0),
                 ("detector", "fp16"): Tolerance(2e-2, 0.0)},
     accuracy_control=True,

@@ -5,7 +5,8 @@ inputs must be what the deployed network sees: person crops from `rtmw_edge.topd
 frames from `rtmw_edge.detector.letterbox` for the detector. Nothing here preprocesses an image any other way.
 
 Sources (calibration_sources.py): None (the public-domain photos shipped with the package), a folder, one image,
-a video or a COCO / COCO-WholeBody JSON. Without a JSON or a detector, each image is one person box. Images
+a video or a COCO / COCO-WholeBody JSON. Without a JSON or a detector, each image is one person box. A detector
+may instead be calibrated on scenes composed from the source's images (scenes.py). Images
 smaller than half the network input on a side are warned about: their inputs are mostly upsampled pixels.
 
 Selection and augmentation are seeded, so the same arguments give the same bytes on every run:

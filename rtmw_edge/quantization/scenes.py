@@ -4,7 +4,7 @@ A detector is calibrated on scenes: several people at several sizes and places. 
 that fill the frame, so calibrating on them alone sets ranges for one large person in the middle. Each scene
 here is a background cut from one photo (a small region scaled up: real textures) with PEOPLE people pasted on
 it, each a whole photo scaled to HEIGHTS of the scene's height, anywhere in it (partly outside too), flipped
-half of the time. Everything is drawn from the seed, so the same photos give the same scenes.
+half of the time, its border blended into the background. Everything is drawn from the seed, so the same photos give the same scenes.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import numpy as np
 
 from rtmw_edge.quantization.calibration_sources import Frame, Source
 
-SCENES_VERSION = 1  # bump whenever scenes are composed differently: cached calibration sets then miss
+SCENES_VERSION = 2  # bump whenever scenes are composed differently: cached calibration sets then miss
 WIDTH = 640
 HEIGHTS_OF_SCENE = (360, 640)  # the scene's height in pixels, drawn per scene
 PEOPLE = (1, 4)  # people per scene, both ends included
 HEIGHTS = (0.15, 0.9)  # a person's height over the scene's
 BACKGROUND = (0.2, 0.5)  # the side of the background region over the photo's
+FEATHER = 0.1  # the pasted photo's border blends into the background over this fraction of its short side
 
 
 def composed(src: Source, count: int, seed: int) -> Source:
@@ -67,4 +68,16 @@ def _paste(scene: np.ndarray, photo: np.ndarray, size: float, x: float, y: float
     x0, y0 = max(left, 0), max(top, 0)
     x1, y1 = min(left + width, scene.shape[1]), min(top + height, scene.shape[0])
     if x1 > x0 and y1 > y0:
-        scene[y0:y1, x0:x1] = person[y0 - top:y1 - top, x0 - left:x1 - left]
+        alpha = _feather(height, width)[y0 - top:y1 - top, x0 - left:x1 - left, None]
+        under = scene[y0:y1, x0:x1].astype(np.float32)
+        over = person[y0 - top:y1 - top, x0 - left:x1 - left].astype(np.float32)
+        scene[y0:y1, x0:x1] = np.round(under + alpha * (over - under)).astype(np.uint8)
+
+
+def _feather(height: int, width: int) -> np.ndarray:
+    """Opacity that rises from the photo's border over FEATHER of its short side: no hard rectangle edge, which
+    no real scene has and which would set the detector's first ranges."""
+    ramp = max(1.0, FEATHER * min(height, width))
+    rows = np.minimum(np.arange(height) + 1, np.arange(height)[::-1] + 1) / ramp
+    cols = np.minimum(np.arange(width) + 1, np.arange(width)[::-1] + 1) / ramp
+    return np.clip(np.minimum(rows[:, None], cols[None]), 0.0, 1.0).astype(np.float32)

@@ -82,7 +82,8 @@ def test_trained_detector_keeps_its_box_ap_with_every_conv_int8_calibrated_on_ot
     def box_ap(path: Path) -> float:
         return detector_ap(open_detector(path, 0.3, threads=2, options={"nms_iou": 0.45}), gt)
 
-    written = get_backend("onnxruntime").quantize(detector, frames(48), settings(), KeepFloat(), tmp_path, "det")
+    size = load_recipe("onnxruntime").detector.calibration_size
+    written = get_backend("onnxruntime").quantize(detector, frames(size), settings(), KeepFloat(), tmp_path, "det")
     assert written.int8_kernels["QLinearConv"] == 123 and written.int8_kernels["QLinearMul"] > 100
     fp32, int8 = box_ap(detector.path), box_ap(tmp_path / written.main_file)
     assert fp32 > 0.6 and fp32 - int8 <= 0.010, (fp32, int8)

@@ -4,7 +4,8 @@ A detector is calibrated on scenes: several people at several sizes and places. 
 that fill the frame, so calibrating on them alone sets ranges for one large person in the middle. Each scene
 here is a background cut from one photo (a small region scaled up: real textures) with PEOPLE people pasted on
 it, each a whole photo scaled to HEIGHTS of the scene's height, anywhere in it (partly outside too), flipped
-half of the time, its border blended into the background. Everything is drawn from the seed, so the same photos give the same scenes.
+half of the time, its border blended into the background. Everything is drawn from the seed, so the same
+photos give the same scenes.
 """
 
 from __future__ import annotations

@@ -275,6 +275,8 @@ def _evaluate_images(gt: GroundTruth, results: Results, part: str, category: int
 def _group_by_image(image_id: np.ndarray, mask: np.ndarray) -> dict[int, np.ndarray]:
     """Image id -> indices of the masked rows, in their original order."""
     rows = np.flatnonzero(mask)
+    if not rows.size:  # no row at all (an INT8 model that lost every keypoint): no group, not one empty one
+        return {}
     order = rows[np.argsort(image_id[rows], kind="stable")]
     keys, starts = np.unique(image_id[order], return_index=True)
     return dict(zip(keys.tolist(), np.split(order, starts[1:]), strict=True))

@@ -131,8 +131,9 @@ inside "cd /work && python3 -m venv ~/.venvs/rtmw-edge && ~/.venvs/rtmw-edge/bin
     'dist/$wheel[ncnn,onnxruntime,openvino]'" >"$new/aarch64-install.log" 2>&1 \
     || die "aarch64 install failed: see $new/aarch64-install.log"
 say "aarch64: runtimes/raspberry-pi/run_benchmark.sh ($runs rounds, batch 1)"
+threads=$(( $(nproc) < 4 ? $(nproc) : 4 ))   # the profile's 4 (a Pi's cores) where this machine has them
 inside "cd /work && RTMW_EDGE=dist/$wheel OUT=bench-aarch64 runtimes/raspberry-pi/run_benchmark.sh quantized/ \
-    --runs $runs --batch 1" >"$new/aarch64.log" 2>&1 || die "aarch64 run_benchmark.sh failed: see $new/aarch64.log"
+    --runs $runs --batch 1 --threads $threads" >"$new/aarch64.log" 2>&1 || die "aarch64 run_benchmark.sh failed: see $new/aarch64.log"
 cp -r "$root/work/bench-aarch64" "$new/aarch64"
 inside "cd /work && ~/.venvs/rtmw-edge/bin/python runtimes/raspberry-pi/emulate/keypoints.py dump quantized \
     --crops-from x86-keypoints.npz --out aarch64-keypoints.npz"

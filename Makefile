@@ -34,8 +34,8 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff check rtmw_edge tests benchmarks
 	$(PY) -m pytest -q
 
-# The Raspberry Pi kit run on arm64 through qemu-user (root; about an hour the first time, see README): too slow
-# for `make test`, whose tests/test_arm64_check.py pins the last result (tests/data/arm64-check/).
+# The Raspberry Pi kit run on arm64 through qemu-user (as root; long, see runtimes/raspberry-pi/README.md): too
+# slow for `make test`.
 arm64-check: $(VENV)/.installed
 	X86_VENV=$(VENV) runtimes/raspberry-pi/emulate.sh
 

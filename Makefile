@@ -8,7 +8,7 @@ CLI     := $(VENV)/bin/rtmw-edge
 TORCH   := torch==2.13.0
 DEMO    ?= demo-out
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean arm64-check
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check rtmw_edge tests benchmarks
 	$(PY) -m pytest -q
+
+# The Raspberry Pi kit run on arm64 through qemu-user (as root; long, see runtimes/raspberry-pi/README.md): too
+# slow for `make test`.
+arm64-check: $(VENV)/.installed
+	X86_VENV=$(VENV) runtimes/raspberry-pi/emulate.sh
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

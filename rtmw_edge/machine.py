@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import struct
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata as importlib_metadata
@@ -34,29 +35,76 @@ class Machine:
     hostname: str
     python: str
     libraries: dict[str, str]  # installed version of each tool that shapes an artifact or runs it
+    emulated: str | None = None  # how the CPU is emulated (qemu-user): its timings are not the real device's
+
+
+# Emulation: an environment variable the emulating script sets, or /proc/cpuinfo describing another architecture
+# than the one this process runs (qemu-user passes the host's through), is how an emulated run is told apart.
+EMULATED_ENV = "RTMW_EDGE_EMULATED"
+# AArch64 AT_HWCAP bits (Linux arch/arm64/include/uapi/asm/hwcap.h), named as /proc/cpuinfo names them
+AARCH64_HWCAP = ("fp", "asimd", "evtstrm", "aes", "pmull", "sha1", "sha2", "crc32", "atomics", "fphp", "asimdhp",
+                 "cpuid", "asimdrdm", "jscvt", "fcma", "lrcpc", "dcpop", "sha3", "sm3", "sm4", "asimddp", "sha512",
+                 "sve", "asimdfhm", "dit", "uscat", "ilrcpc", "flagm", "ssbs", "sb", "paca", "pacg")
+AT_HWCAP = 16
+
+
+def _family(arch: str) -> str:
+    return "arm" if arch.lower().startswith(("aarch64", "arm")) else "x86" if arch.lower() in (
+        "x86_64", "amd64", "i386", "i686") else arch.lower()
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def _cpuinfo_family(text: str) -> str | None:
+    keys = {line.split(":", 1)[0].strip() for line in text.splitlines()}
+    return "x86" if "vendor_id" in keys else "arm" if "CPU implementer" in keys else None
+
+
+@cache
+def emulation() -> str | None:
+    """How this process's CPU is emulated, or None on a real one."""
+    if named := os.environ.get(EMULATED_ENV):
+        return named
+    seen = _cpuinfo_family(_cpuinfo())
+    if seen is not None and seen != _family(platform.machine()):
+        return f"{platform.machine()} on an {seen} CPU"
+    return None
 
 
 @cache
 def cpu_flags() -> frozenset[str]:
-    """Instruction-set flags of this CPU (Linux /proc/cpuinfo; empty elsewhere, which is the safe side)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
+    """Instruction-set flags of this CPU (Linux /proc/cpuinfo; empty elsewhere, which is the safe side). Emulated
+    on another architecture, /proc/cpuinfo is the host's: the emulated CPU's flags come from its AT_HWCAP."""
+    text = _cpuinfo()
+    if _cpuinfo_family(text) not in (None, _family(platform.machine())):
+        return _hwcap_flags() if _family(platform.machine()) == "arm" else frozenset()
     for line in text.splitlines():
         if line.startswith(("flags", "Features")):
             return frozenset(line.split(":", 1)[1].split())
     return frozenset()
 
 
-def cpu_name() -> str:
+def _hwcap_flags() -> frozenset[str]:
+    """The AArch64 flags of AT_HWCAP in /proc/self/auxv (qemu-user answers it for the CPU it emulates)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        data = Path("/proc/self/auxv").read_bytes()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return frozenset()
+    pairs = struct.iter_unpack("QQ", data[: len(data) // 16 * 16])  # (type, value) of 64-bit unsigned longs
+    hwcap = next((value for key, value in pairs if key == AT_HWCAP), 0)
+    return frozenset(name for bit, name in enumerate(AARCH64_HWCAP) if hwcap >> bit & 1)
+
+
+def cpu_name() -> str:
+    name = next((line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")),
+                None) or platform.processor() or platform.machine()
+    how = emulation()
+    return f"{platform.machine()} emulated ({how}) on {name}" if how else name
 
 
 def has_vnni(flags: frozenset[str] | None = None) -> bool:
@@ -93,4 +141,5 @@ def describe_machine() -> Machine:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return Machine(cpu=cpu_name(), arch=platform.machine(), cores=cores, isa=tuple(sorted(flags & ISA_FLAGS)),
                    flags=tuple(sorted(flags)), vnni=has_vnni(flags), os=platform.platform(),
-                   hostname=platform.node(), python=platform.python_version(), libraries=tool_versions())
+                   hostname=platform.node(), python=platform.python_version(), libraries=tool_versions(),
+                   emulated=emulation())

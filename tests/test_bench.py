@@ -202,7 +202,7 @@ def test_every_shipped_profile_parses_and_applies(exports):
             assert item.options == {"threads": profile.threads, "device": profile.devices.get(backend)}
         assert all(p.options["threads"] == 3 for p in plan(artifacts, profile, threads=3)[0])
     jetson = plan(artifacts, load_profile("jetson"))[0]
-    assert [(p.name, p.options["device"]) for p in jetson] == [(ONNX, "tensorrt")]
+    assert [(p.name, p.options["device"]) for p in jetson] == [(ONNX, "tensorrt,cuda,cpu")]
     assert load_profile("raspberry-pi").runner_options("ncnn") == {"threads": 4, "device": "cpu"}
 
 
@@ -388,3 +388,4 @@ def test_bench_runs_the_precisions_this_cpu_computes_and_names_the_flag_of_the_o
     report = (out / "report.md").read_text()
     assert f"Device profile intel-cpu prefers openvino {preferred.precision} on this CPU" in report
     assert all(f"Not run: rtmw-m-256x192-openvino-{p}" in report for p in lacking)
+

@@ -37,6 +37,7 @@ def plot_pareto(devices: Sequence[BenchResults]) -> bytes | None:
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
+    devices, emulated = comparable_latencies(devices)
     metric = _plot_metric(devices)
     fig = Figure(figsize=(10, 6.5), layout="constrained")
     FigureCanvasAgg(fig)
@@ -78,7 +79,7 @@ def plot_pareto(devices: Sequence[BenchResults]) -> bytes | None:
     ax.set_ylabel(_Y_LABELS[metric])
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(handles=handles, loc="best", fontsize=9)
-    ax.set_title(_plot_title(devices, left_out), fontsize=10)
+    ax.set_title(_plot_title(devices, left_out, emulated), fontsize=10)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     return buffer.getvalue()
@@ -90,6 +91,15 @@ _Y_LABELS = {"ap": "whole-body AP x100 (higher is better)",
 
 
 _METRIC_NAMES = {"ap": "AP measured", "agreement": "agreement measured", None: "accuracy"}
+
+
+def comparable_latencies(devices: Sequence[BenchResults]) -> tuple[list[BenchResults], list[str]]:
+    """The devices whose latencies share one axis, and the labels of those left out: an emulated run's timings
+    measure the emulator, and beside a real machine's they would read as the device's latency."""
+    real = [results for results in devices if not results.machine.emulated]
+    if not real or len(real) == len(devices):
+        return list(devices), []
+    return real, [results.label for results in devices if results.machine.emulated]
 
 
 def _plot_metric(devices: Sequence[BenchResults]) -> str | None:
@@ -114,7 +124,7 @@ def _pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, fl
     return front
 
 
-def _plot_title(devices: Sequence[BenchResults], left_out: Sequence[str]) -> str:
+def _plot_title(devices: Sequence[BenchResults], left_out: Sequence[str], emulated: Sequence[str] = ()) -> str:
     models = sorted({a.model for results in devices for a in results.artifacts})
     if len(devices) == 1:
         machine = devices[0].machine
@@ -125,6 +135,10 @@ def _plot_title(devices: Sequence[BenchResults], left_out: Sequence[str]) -> str
     lines = [f"{', '.join(models)}: accuracy against latency — {where}"]
     if any(not a.trained for results in devices for a in results.artifacts):
         lines.append("UNTRAINED weights: the accuracy figures are not the real model's; latency is representative")
+    if emulated:
+        lines.append(f"not plotted: {', '.join(emulated)} (EMULATED: an emulator's latencies, not the device's)")
+    elif any(results.machine.emulated for results in devices):
+        lines.append("EMULATED: these latencies are an emulator's, not the device's")
     if left_out:
         lines.append(f"not plotted (no {_METRIC_NAMES[_plot_metric(devices)]}): {', '.join(sorted(set(left_out)))}")
     return "\n".join(lines)

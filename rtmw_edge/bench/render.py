@@ -46,7 +46,8 @@ def _accuracy_cell(accuracy: Accuracy) -> str:
 
 def machine_line(machine: Machine) -> str:
     libraries = ", ".join(f"{k} {machine.libraries[k]}" for k in LIBRARIES if k in machine.libraries)
-    return (f"{machine.cpu} ({machine.arch}, {machine.cores} cores; ISA: {', '.join(machine.isa) or '-'}; "
+    return ("EMULATED: " if machine.emulated else "") + (
+            f"{machine.cpu} ({machine.arch}, {machine.cores} cores; ISA: {', '.join(machine.isa) or '-'}; "
             f"VNNI: {'yes' if machine.vnni else 'no'}); {machine.os}; Python {machine.python}; {libraries}")
 
 
@@ -84,6 +85,10 @@ def _notes(results: BenchResults) -> list[str]:
                      f"to end: decoding on its own thread, detector {v.detector} on one frame in {v.det_every}, the "
                      f"pose batch, tracking and smoothing; the median of {v.rounds} passes interleaved across "
                      "artifacts.")
+    if results.machine.emulated:
+        notes.append(f"EMULATED ({results.machine.emulated}): the timings are the emulator's, not a "
+                     f"{results.machine.arch} device's; they are never plotted beside a real machine's. What this "
+                     "run shows is that the artifacts load and compute there, and their keypoints.")
     if any(not a.trained for a in results.artifacts):
         notes.append("UNTRAINED weights: AP and agreement say nothing about the real model's accuracy; size, memory "
                      "and latency are representative (they do not depend on the weights).")
@@ -119,7 +124,7 @@ def render_html(devices: Sequence[BenchResults], title: str, png: bytes | None) 
         header, rows = table_rows(results)
         body += [f"<p>Machine: {html.escape(machine_line(results.machine))}</p>",
                  f"<p>Settings: {html.escape(_settings_line(results))}</p>", _html_table(header, rows), "<ul>"]
-        body += [f"<li{' class=warn' if n.startswith('UNTRAINED') else ''}>{html.escape(n)}</li>"
+        body += [f"<li{' class=warn' if n.startswith(('UNTRAINED', 'EMULATED')) else ''}>{html.escape(n)}</li>"
                  for n in _notes(results)]
         body.append("</ul>")
     if png is not None:

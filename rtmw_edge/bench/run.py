@@ -199,10 +199,12 @@ def run_bench(paths: Sequence[str | Path], settings: BenchSettings) -> BenchRun:
     if video is not None:
         video, fps = measure_video({n: v.predictor for n, v in loaded.items()}, video, frame[1], settings.progress)
 
+    machine = describe_machine()
+    label = settings.label or (profile.name if profile else platform.node() or cpu_name())
     results = BenchResults(
-        label=settings.label or (profile.name if profile else platform.node() or cpu_name()),
+        label=label + (" (emulated)" if machine.emulated and not settings.label else ""),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        machine=describe_machine(),
+        machine=machine,
         settings=RunSettings(threads=threads, batch=batch, runs=runs, warmup=settings.warmup,
                              eval=settings.eval_json, detector=settings.detector, frame=frame_info, video=video,
                              device_profile=profile.name if profile else None, baseline=base, interval=INTERVAL),

@@ -1,7 +1,12 @@
-"""ONNX Runtime runner: CPU by default, CUDA or TensorRT when asked and the installed build has them."""
+"""ONNX Runtime runner: CPU by default, CUDA or TensorRT when asked and the installed build has them.
+
+A device may be a preference list, "tensorrt,cuda,cpu" (the Jetson profile's): each is tried in turn, and every
+step down says why in one warning line; a single device that cannot run is an error.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,6 +21,8 @@ from rtmw_edge.fileio import ensure_writable_dir
 # A QDQ graph's float-weighted Conv after a DequantizeLinear (a node the quantizer left float) would have its
 # weights quantized per tensor and be fused into QLinearConv at session time: "kept float" must stay float.
 DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)
+logger = logging.getLogger(__name__)
+
 # device -> execution providers in preference order; the first one must be available.
 _PROVIDERS: dict[str, tuple[str, ...]] = {
     "cpu": ("CPUExecutionProvider",),
@@ -39,7 +46,7 @@ class OnnxRuntimeRunner:
         precision: str = "fp32",  # the graph itself says what it computes in (fp16 weights are cast to fp32)
     ) -> None:
         self.path = Path(path)
-        self._session = _session(self.path, threads, _providers(device))
+        self._session = _open(self.path, threads, device)
         inputs = {i.name: i for i in self._session.get_inputs()}
         self.input_name = select_names(list(inputs), [input_name] if input_name else None, "input", self.path)[0]
         shape = inputs[self.input_name].shape
@@ -60,18 +67,29 @@ class OnnxRuntimeRunner:
         return self._session.run(list(self.output_names), {self.input_name: batch})
 
 
-def _providers(device: str | None) -> list:
-    """Execution providers for `device`; fallbacks the build lacks are dropped, the first must be there."""
-    wanted = _PROVIDERS.get((device or "cpu").lower())
-    if wanted is None:
-        raise RtmwEdgeError(f"onnxruntime: unknown device {device!r}; choose one of {', '.join(_PROVIDERS)}")
+def _open(path: Path, threads: int | None, device: str | None) -> ort.InferenceSession:
+    """A session on the first device of `device` (one name, or a comma-separated preference list) that runs."""
+    devices = [d.strip().lower() for d in (device or "cpu").split(",")]
+    unknown = [d for d in devices if d not in _PROVIDERS]
+    if unknown:
+        raise RtmwEdgeError(f"onnxruntime: unknown device {unknown[0]!r}; choose one of {', '.join(_PROVIDERS)}")
     available = ort.get_available_providers()
-    if wanted[0] not in available:
-        raise RtmwEdgeError(
-            f"onnxruntime: device {device!r} needs {wanted[0]}, which this onnxruntime build lacks; "
-            f"available providers: {', '.join(available)}"
-        )
-    return [_with_options(p) for p in wanted if p in available]
+    why = ""
+    for step, name in enumerate(devices):
+        if step:
+            logger.warning("%s: trying %s", why, name)
+        wanted = _PROVIDERS[name]
+        if wanted[0] not in available:
+            why = (f"onnxruntime: device {name!r} needs {wanted[0]}, which this onnxruntime build lacks; "
+                   f"available providers: {', '.join(available)}")
+            continue
+        session = _session(path, threads, [_with_options(p) for p in wanted if p in available])
+        if wanted[0] in session.get_providers():
+            if step:
+                logger.warning("onnxruntime: %s runs on %s (%s)", path.name, name, wanted[0])
+            return session
+        why = f"onnxruntime could not start {wanted[0]} for {path}; it runs on {session.get_providers()}"
+    raise RtmwEdgeError(why)
 
 
 def _with_options(provider: str) -> str | tuple[str, dict]:
@@ -103,9 +121,6 @@ def _session(path: Path, threads: int | None, providers: list) -> ort.InferenceS
         session = new_session(path, threads, providers)
     except Exception as exc:  # onnxruntime's load errors share no base class but Exception
         raise RtmwEdgeError(f"onnxruntime cannot load {path}: {exc}") from exc
-    first = providers[0] if isinstance(providers[0], str) else providers[0][0]
-    if first not in session.get_providers():
-        raise RtmwEdgeError(f"onnxruntime could not start {first} for {path}; it runs on {session.get_providers()}")
     return session
 
 

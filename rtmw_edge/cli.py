@@ -22,11 +22,12 @@ def _models(args: argparse.Namespace) -> int:
     from rtmw_edge.model.facts import model_facts
     from rtmw_edge.table import format_table
 
-    rows = [[f.name, f.alias or "", f"{f.input_hw[0]}x{f.input_hw[1]}", f"{f.params_m:.2f}M",
-             f"{f.gflops:.2f}", f"{f.published_ap:.1f} / {f.published_ar:.1f}", "yes" if f.cached else "no"]
+    rows = [[f.name, f.alias or "", f"{f.input_hw[0]}x{f.input_hw[1]}", f"{f.params_m:.2f}M", f"{f.gflops:.2f}",
+             f"{f.published_ap:.1f} / " + ("-" if f.published_ar is None else f"{f.published_ar:.1f}"),
+             "" if f.published_mpjpe_m is None else f"{f.published_mpjpe_m:.3f} m", "yes" if f.cached else "no"]
             for f in model_facts()]
     print(format_table(["model", "alias", "input HxW", "params", "GFLOPs (MACs)", "published AP / AR",
-                        "cached"], rows))
+                        "3D MPJPE (H3WB)", "cached"], rows))
     print()
     rows = [[d.name, f"{d.input_hw[0]}x{d.input_hw[1]}", f"{d.published_ap:.1f} ({d.ap_dataset})",
              "yes" if record_path(cache_dir() / d.zip_name).is_file() else "no"] for d in list_detectors()]

@@ -48,16 +48,18 @@ def _predict(args: argparse.Namespace) -> int:
     from rtmw_edge.media.inputs import collect_inputs
     from rtmw_edge.media.predict import predict_inputs
     from rtmw_edge.media.video import StreamOptions, check_display, quiet_ffmpeg
+    from rtmw_edge.predictor import parse_camera
     from rtmw_edge.wholebody import Wholebody
 
     quiet_ffmpeg()
     collect_inputs(args.inputs)  # a bad input fails before a model is made
+    camera = parse_camera(args.camera) if args.camera else None
     if args.show:
         check_display()  # likewise: before a model or a detector is fetched
     video = StreamOptions(det_every=args.det_every, track=args.track, smooth=args.smooth, show=args.show)
     pose = Wholebody(args.model, args.backend, args.precision, args.detector, profile=args.device_profile,
                      threads=args.threads, device=args.device, flip_test=args.flip_test,
-                     progress=sys.stderr.isatty())
+                     progress=sys.stderr.isatty(), camera=camera)
     summary = predict_inputs(pose.predictor, args.inputs, args.out, kpt_threshold=args.kpt_threshold,
                              overwrite=args.overwrite, progress=sys.stderr.isatty(), video=video)
     print(f"rtmw-edge predict: {summary.line()}")
@@ -162,7 +164,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                                             "machine's: Arm -> raspberry-pi or jetson, else intel-cpu)")
     p.add_argument("--out", default="predict-out",
                    help="folder that receives the predictions and overlays (made when the run succeeds)")
-    p.add_argument("--flip-test", action="store_true", help="average with the mirrored image (slower, more accurate)")
+    p.add_argument("--flip-test", action="store_true", help="average with the mirrored image (slower, more accurate; "
+                                                             "2D models only)")
+    p.add_argument("--camera", metavar="FX,FY,CX,CY",
+                   help="3D models: the camera's focal lengths and principal point in pixels, for camera-space "
+                        "keypoints (default: the model's focal length and the image's centre)")
     p.add_argument("--threads", type=int, help="CPU threads per network (default: the runtime's choice)")
     p.add_argument("--device", help="device for the backend: " + "; ".join(
         f"{b.name}: {', '.join(b.devices)}" for b in BACKENDS.values()) + " (default: the first)")

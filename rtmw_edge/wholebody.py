@@ -19,7 +19,8 @@ import numpy as np
 
 from rtmw_edge.artifact import load_artifact
 from rtmw_edge.errors import RtmwEdgeError
-from rtmw_edge.predictor import Person, Predictor
+from rtmw_edge.model.registry import find_spec
+from rtmw_edge.predictor import Person, Predictor, flip_test_refused
 from rtmw_edge.profiles import Profile
 from rtmw_edge.resolve import AUTO, detector_artifact, machine_profile, pose_artifact
 from rtmw_edge.video.stream import PoseStream
@@ -37,7 +38,10 @@ class Wholebody:
                  detector: str | Path | None = AUTO, *, profile: str | Path | Profile | None = None,
                  threads: int | None = None, device: str | None = None, flip_test: bool = False,
                  score_threshold: float = 0.3, det_every: int = 1, track: bool = False, smooth: bool = False,
-                 progress: bool = True) -> None:
+                 progress: bool = True, camera: tuple[float, float, float, float] | None = None) -> None:
+        spec = find_spec(str(model))
+        if flip_test and spec is not None and spec.depth is not None:  # before minutes of export
+            raise flip_test_refused(spec.name)
         self.profile = machine_profile(profile)
         pose = pose_artifact(model, backend, precision, self.profile, progress=progress)
         backend = load_artifact(pose, verify=False).meta.backend
@@ -45,7 +49,7 @@ class Wholebody:
         self.predictor = Predictor(
             pose, detector=detector_artifact(detector, backend, self.profile, progress=progress),
             threads=options["threads"], device=device or options["device"], flip_test=flip_test,
-            score_threshold=score_threshold)
+            score_threshold=score_threshold, camera=camera)
         # frame after frame only when asked: a plain call stays one independent image
         self.stream = (PoseStream(self.predictor, det_every=det_every, track=track, smooth=smooth)
                        if (det_every, track, smooth) != (1, False, False) else None)

@@ -1,13 +1,16 @@
-"""Predict on image files: one `predictions.json` for all of them and one `<stem>_pose.jpg` overlay each.
+"""Predict on image files: one `predictions.json` for all of them and one `<stem>_pose.jpg` overlay each; a 3D
+model also leaves a `<stem>_pose3d.png` view beside each overlay (where matplotlib is installed).
 
 `predictions.json` holds COCO-WholeBody results (read by rtmw_edge.evaluation and xtcocotools) plus `file_name`,
-`box` and `box_score`.
+`box` and `box_score`, and for a 3D model `keypoints_3d` and `depth`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,28 +24,46 @@ from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.media.inputs import ImageFile
 from rtmw_edge.media.outputs import Outputs, Summary, person_record
 from rtmw_edge.predictor import Predictor
-from rtmw_edge.visualize import draw_persons
+from rtmw_edge.visualize import draw_persons, view_3d_png
+
+logger = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.json"
 OVERLAY_FORMAT = ".jpg"
+VIEW_3D_SUFFIX = "_pose3d.png"
 
 
-def image_outputs(images: Sequence[ImageFile], out_dir: Path) -> list[Path]:
-    """The files `predict_images` writes: one overlay per image, then predictions.json."""
+def wants_3d_views(predictor: Predictor) -> bool:
+    """A 3D model's images get 3D views, where matplotlib (the `report` extra) is installed; else a warning."""
+    if predictor.depth is None:
+        return False
+    if importlib.util.find_spec("matplotlib") is None:
+        logger.warning("no 3D views: matplotlib is not installed (pip install 'rtmw-edge[report]'); predictions.json "
+                       "still holds the 3D keypoints")
+        return False
+    return True
+
+
+def image_outputs(images: Sequence[ImageFile], out_dir: Path, views_3d: bool = False) -> list[Path]:
+    """The files `predict_images` writes: one overlay per image (and one 3D view each), then predictions.json."""
     if not images:
         return []
-    return [*(out_dir / name for name in _overlay_names([i.path for i in images])), out_dir / PREDICTIONS_FILE]
+    overlays = [out_dir / name for name in _overlay_names([i.path for i in images])]
+    views = [p.with_name(p.name.removesuffix(f"_pose{OVERLAY_FORMAT}") + VIEW_3D_SUFFIX) for p in overlays]
+    return [*overlays, *(views if views_3d else []), out_dir / PREDICTIONS_FILE]
 
 
 def predict_images(predictor: Predictor, images: Sequence[ImageFile], out_dir: Path, outputs: Outputs,
-                   summary: Summary, kpt_threshold: float, progress: bool) -> None:
+                   summary: Summary, kpt_threshold: float, progress: bool, views_3d: bool = False) -> None:
     files = [i.path for i in images]
-    *overlays, predictions = image_outputs(images, out_dir)
+    *pictures, predictions = image_outputs(images, out_dir, views_3d)
+    overlays, views = pictures[:len(files)], (pictures[len(files):] if views_3d else [None] * len(files))
     entries: list[dict] = []
     unreadable: list[Path] = []
     with logging_redirect_tqdm():
-        for image_file, image_id, overlay in tqdm(list(zip(images, _image_ids(files), overlays, strict=True)),
-                                                  desc="predict", unit="image", disable=not progress):
+        for image_file, image_id, overlay, view in tqdm(
+                list(zip(images, _image_ids(files), overlays, views, strict=True)), desc="predict", unit="image",
+                disable=not progress):
             image = cv2.imread(str(image_file.path), cv2.IMREAD_COLOR)
             if image is None:
                 if image_file.named:
@@ -54,6 +75,8 @@ def predict_images(predictor: Predictor, images: Sequence[ImageFile], out_dir: P
                            for person in persons)
             jpeg = _jpeg(draw_persons(image, persons, kpt_threshold), overlay)
             outputs.new_file(overlay).write_bytes(jpeg)
+            if view is not None:
+                outputs.new_file(view).write_bytes(view_3d_png(persons, kpt_threshold))
             summary.images += 1
             summary.persons += len(persons)
     if len(unreadable) == len(files):

@@ -58,3 +58,13 @@ def mirror(cache: Path, monkeypatch: pytest.MonkeyPatch):
     with running_mirror() as server:
         monkeypatch.setenv("RTMW_EDGE_MIRROR", server.base)
         yield server
+
+
+@pytest.fixture(scope="session")
+def rtmw3d_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """FP32 rtmw3d-l artifacts (seeded untrained weights) for every backend, exported once for all 3D tests."""
+    from rtmw_edge.exporter import export_model
+
+    out = tmp_path_factory.mktemp("rtmw3d")
+    return {fmt: export_model("rtmw3d-l", fmt, "fp32", weights="untrained", out_dir=out, progress=False)[0].folder
+            for fmt in ("onnx", "openvino", "ncnn")}

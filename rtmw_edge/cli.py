@@ -69,6 +69,9 @@ def _predict(args: argparse.Namespace) -> int:
 def _quantize(args: argparse.Namespace) -> int:
     from rtmw_edge.quantization import quantize
 
+    if args.max_drop is not None and len(args.max_drop) not in (2, 4):
+        raise RtmwEdgeError(f"--max-drop takes WHOLEBODY PART, or those and WHOLEBODY_MM PART_MM for a 3D model "
+                            f"(2 or 4 numbers), got {len(args.max_drop)}")
     result = quantize(args.model, args.backend, args.calib, calibration_images=args.calib_images,
                       evaluation=args.eval, evaluation_images=args.eval_images, weights=args.weights,
                       allow_untrained=args.allow_untrained, detector=args.detector, recipe=args.recipe,
@@ -197,8 +200,10 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-images", help="folder of the images named by --eval (default: beside the JSON)")
     p.add_argument("--detector", help="a person detector ONNX: quantized too, and finds people in --calib images")
     p.add_argument("--recipe", help="a TOML file whose keys override the backend's default recipe")
-    p.add_argument("--max-drop", nargs=2, type=float, metavar=("WHOLEBODY", "PART"),
-                   help="largest AP drop allowed on the whole body and on any part (default: the recipe's [gate])")
+    p.add_argument("--max-drop", nargs="+", type=float, metavar="N",
+                   help="WHOLEBODY PART [WHOLEBODY_MM PART_MM]: largest AP drop allowed on the whole body and on any "
+                        "part (default: the recipe's [gate]), and for a 3D model the largest root-aligned 3D drift "
+                        "in mm (default 15 25)")
     p.add_argument("--threads", type=int, help="inference threads for evaluation and latency")
     p.add_argument("--sensitivity", action="store_true",
                    help="also measure each layer group quantized alone (for a recipe's [sensitivity] table)")

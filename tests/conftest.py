@@ -61,10 +61,16 @@ def mirror(cache: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.fixture(scope="session")
-def rtmw3d_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """FP32 rtmw3d-l artifacts (seeded untrained weights) for every backend, exported once for all 3D tests."""
+def rtmw3d_artifact(tmp_path_factory: pytest.TempPathFactory):
+    """fmt -> the FP32 rtmw3d-l artifact (seeded untrained weights) for it, exported once for all 3D tests."""
     from rtmw_edge.exporter import export_model
 
     out = tmp_path_factory.mktemp("rtmw3d")
-    return {fmt: export_model("rtmw3d-l", fmt, "fp32", weights="untrained", out_dir=out, progress=False)[0].folder
-            for fmt in ("onnx", "openvino", "ncnn")}
+    made: dict[str, Path] = {}
+
+    def artifact(fmt: str) -> Path:
+        if fmt not in made:
+            made[fmt] = export_model("rtmw3d-l", fmt, weights="untrained", out_dir=out, progress=False)[0].folder
+        return made[fmt]
+
+    return artifact

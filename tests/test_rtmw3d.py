@@ -28,6 +28,11 @@ THREADS = 1
 
 
 @pytest.fixture(scope="module")
+def rtmw3d_artifacts(rtmw3d_artifact) -> dict:
+    return {fmt: rtmw3d_artifact(fmt) for fmt in ("onnx", "openvino", "ncnn")}
+
+
+@pytest.fixture(scope="module")
 def photo() -> np.ndarray:
     return cv2.imread(str(need(MINI_DIR / IMAGE)))
 

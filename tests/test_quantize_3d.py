@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from tiny_artifact import constant_artifact
 
 from rtmw_edge.artifact import load_artifact
+from rtmw_edge.bench import read_results
 from rtmw_edge.cli import main
 from rtmw_edge.evaluation.drift3d import root_aligned_drift_mm
 from rtmw_edge.keypoints import PARTS
@@ -97,3 +99,25 @@ def test_max_drop_takes_two_or_four_numbers_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--max-drop takes WHOLEBODY PART" in err
     assert not (tmp_path / "q").exists()
+
+
+def test_bench_shows_a_3d_artifact_s_drift_and_report_merge_keeps_2d_and_3d_rows_apart(quantized_3d, tmp_path,
+                                                                                      capsys):
+    _, _, folder = quantized_3d
+    record = QuantizationRecord.read(folder / "quantization.json")
+    flat = constant_artifact(tmp_path / "flat", 0.5)
+    runs = {"3d": folder / "rtmw3d-l-384x288-onnxruntime-int8", "2d": flat}
+    for label, artifact in runs.items():
+        assert main(["bench", str(artifact), "--runs", "1", "--batch", "2", "--threads", "1", "--label", label,
+                     "--out", str(tmp_path / label)]) == 0
+    three_d = read_results(tmp_path / "3d" / "results.json").artifacts[0]
+    assert three_d.accuracy.drift_3d_mm == record.accuracy.drift_3d_mm
+    assert read_results(tmp_path / "2d" / "results.json").artifacts[0].accuracy.drift_3d_mm is None
+    capsys.readouterr()
+    assert main(["report", "merge", str(tmp_path / "3d" / "results.json"), str(tmp_path / "2d" / "results.json"),
+                 "--out", str(tmp_path / "merged")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    row_3d = next(r for r in rows if "rtmw3d-l-384x288" in r)
+    row_2d = next(r for r in rows if r.startswith("| flat"))
+    assert f"3D drift {record.accuracy.drift_3d_mm['wholebody']:.1f} mm" in row_3d and "3D drift" not in row_2d
+    assert "3D drift (3D models only)" in (tmp_path / "merged" / "report.md").read_text()

@@ -22,11 +22,12 @@ def _models(args: argparse.Namespace) -> int:
     from rtmw_edge.model.facts import model_facts
     from rtmw_edge.table import format_table
 
-    rows = [[f.name, f.alias or "", f"{f.input_hw[0]}x{f.input_hw[1]}", f"{f.params_m:.2f}M",
-             f"{f.gflops:.2f}", f"{f.published_ap:.1f} / {f.published_ar:.1f}", "yes" if f.cached else "no"]
+    rows = [[f.name, f.alias or "", f"{f.input_hw[0]}x{f.input_hw[1]}", f"{f.params_m:.2f}M", f"{f.gflops:.2f}",
+             f"{f.published_ap:.1f} / " + ("-" if f.published_ar is None else f"{f.published_ar:.1f}"),
+             "" if f.published_mpjpe_m is None else f"{f.published_mpjpe_m:.3f} m", "yes" if f.cached else "no"]
             for f in model_facts()]
     print(format_table(["model", "alias", "input HxW", "params", "GFLOPs (MACs)", "published AP / AR",
-                        "cached"], rows))
+                        "3D MPJPE (H3WB)", "cached"], rows))
     print()
     rows = [[d.name, f"{d.input_hw[0]}x{d.input_hw[1]}", f"{d.published_ap:.1f} ({d.ap_dataset})",
              "yes" if record_path(cache_dir() / d.zip_name).is_file() else "no"] for d in list_detectors()]
@@ -47,17 +48,19 @@ def _predict(args: argparse.Namespace) -> int:
     from rtmw_edge.media.inputs import collect_inputs
     from rtmw_edge.media.predict import predict_inputs
     from rtmw_edge.media.video import StreamOptions, check_display, quiet_ffmpeg
+    from rtmw_edge.predictor import parse_camera
     from rtmw_edge.wholebody import Wholebody
 
     quiet_ffmpeg()
     collect_inputs(args.inputs)  # a bad input fails before a model is made
+    camera = parse_camera(args.camera) if args.camera else None
     if args.ray is not None:
         from rtmw_edge.media.dataset import predict_dataset
 
         summary = predict_dataset(args.inputs, args.model, args.out, backend=args.backend, precision=args.precision,
                                   detector=args.detector, address=args.ray or None, profile=args.device_profile,
                                   threads=args.threads, device=args.device, flip_test=args.flip_test,
-                                  kpt_threshold=args.kpt_threshold, overwrite=args.overwrite,
+                                  camera=camera, kpt_threshold=args.kpt_threshold, overwrite=args.overwrite,
                                   progress=sys.stderr.isatty())
         print(f"rtmw-edge predict: {summary.line()}")
         return 0
@@ -66,7 +69,7 @@ def _predict(args: argparse.Namespace) -> int:
     video = StreamOptions(det_every=args.det_every, track=args.track, smooth=args.smooth, show=args.show)
     pose = Wholebody(args.model, args.backend, args.precision, args.detector, profile=args.device_profile,
                      threads=args.threads, device=args.device, flip_test=args.flip_test,
-                     progress=sys.stderr.isatty())
+                     progress=sys.stderr.isatty(), camera=camera)
     summary = predict_inputs(pose.predictor, args.inputs, args.out, kpt_threshold=args.kpt_threshold,
                              overwrite=args.overwrite, progress=sys.stderr.isatty(), video=video)
     print(f"rtmw-edge predict: {summary.line()}")
@@ -76,6 +79,9 @@ def _predict(args: argparse.Namespace) -> int:
 def _quantize(args: argparse.Namespace) -> int:
     from rtmw_edge.quantization import quantize
 
+    if args.max_drop is not None and len(args.max_drop) not in (2, 4):
+        raise RtmwEdgeError(f"--max-drop takes WHOLEBODY PART, or those and WHOLEBODY_MM PART_MM for a 3D model "
+                            f"(2 or 4 numbers), got {len(args.max_drop)}")
     result = quantize(args.model, args.backend, args.calib, calibration_images=args.calib_images,
                       evaluation=args.eval, evaluation_images=args.eval_images, weights=args.weights,
                       allow_untrained=args.allow_untrained, detector=args.detector, recipe=args.recipe,
@@ -172,7 +178,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                                             "machine's: Arm -> raspberry-pi or jetson, else intel-cpu)")
     p.add_argument("--out", default="predict-out",
                    help="folder that receives the predictions and overlays (made when the run succeeds)")
-    p.add_argument("--flip-test", action="store_true", help="average with the mirrored image (slower, more accurate)")
+    p.add_argument("--flip-test", action="store_true", help="average with the mirrored image (slower, more accurate; "
+                                                             "2D models only)")
+    p.add_argument("--camera", metavar="FX,FY,CX,CY",
+                   help="3D models: the camera's focal lengths and principal point in pixels, for camera-space "
+                        "keypoints (default: the model's focal length and the image's centre)")
     p.add_argument("--threads", type=int, help="CPU threads per network (default: the runtime's choice)")
     p.add_argument("--device", help="device for the backend: " + "; ".join(
         f"{b.name}: {', '.join(b.devices)}" for b in BACKENDS.values()) + " (default: the first)")
@@ -205,8 +215,10 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-images", help="folder of the images named by --eval (default: beside the JSON)")
     p.add_argument("--detector", help="a person detector ONNX: quantized too, and finds people in --calib images")
     p.add_argument("--recipe", help="a TOML file whose keys override the backend's default recipe")
-    p.add_argument("--max-drop", nargs=2, type=float, metavar=("WHOLEBODY", "PART"),
-                   help="largest AP drop allowed on the whole body and on any part (default: the recipe's [gate])")
+    p.add_argument("--max-drop", nargs="+", type=float, metavar="N",
+                   help="WHOLEBODY PART [WHOLEBODY_MM PART_MM]: largest AP drop allowed on the whole body and on any "
+                        "part (default: the recipe's [gate]), and for a 3D model the largest root-aligned 3D drift "
+                        "in mm (default 15 25)")
     p.add_argument("--threads", type=int, help="inference threads for evaluation and latency")
     p.add_argument("--sensitivity", action="store_true",
                    help="also measure each layer group quantized alone (for a recipe's [sensitivity] table)")

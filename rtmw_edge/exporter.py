@@ -1,9 +1,9 @@
 """Make verified, self-describing artifacts: RTMW from PyTorch, and person detectors from their ONNX.
 
 Every artifact starts from one ONNX graph (for RTMW: input `input` [N,3,H,W], outputs `simcc_x`,
-`simcc_y`, batch dynamic) that the backend's `convert` turns into its files. The artifact is checked right
-after it is written against its source (PyTorch, or ONNX Runtime on the source ONNX) and only a verified
-artifact reaches the output folder.
+`simcc_y`, and `simcc_z` for RTMW3D, batch dynamic) that the backend's `convert` turns into its files. The
+artifact is checked right after it is written against its source (PyTorch, or ONNX Runtime on the source
+ONNX) and only a verified artifact reaches the output folder.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ __all__ = ["Exported", "artifact_dir", "export", "export_detector", "export_mode
 ONNX_OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("simcc_x", "simcc_y")
+Z_OUTPUT = "simcc_z"  # RTMW3D's third output, the depth logits
 PROBE_SEED = 20240101
 PROBE_BATCH = 2
 DEFAULT_PREPROCESSING = "rtmdet-nano"  # a bare detector ONNX is taken for an RTMDet
@@ -180,9 +181,23 @@ def pose_metadata(spec: ModelSpec, weights: dict) -> ArtifactMeta:
         preprocessing={"channel_order": "RGB", "source_order": "BGR", "mean": list(MEAN_RGB),
                        "std": list(STD_RGB), "padding": PADDING, "layout": "NCHW"},
         decoding={"codec": "simcc", "split_ratio": spec.split_ratio, "sigma": list(spec.sigma),
-                  "outputs": list(OUTPUT_NAMES)},
+                  "outputs": list(output_names(spec)), **_depth_decoding(spec)},
         keypoints=layout_metadata(),
     )
+
+
+def output_names(spec: ModelSpec) -> tuple[str, ...]:
+    return (*OUTPUT_NAMES, Z_OUTPUT) if spec.depth else OUTPUT_NAMES
+
+
+def _depth_decoding(spec: ModelSpec) -> dict:
+    """A 3D model's z codec in the sidecar, all the Predictor needs to give keypoints in camera space."""
+    depth = spec.depth
+    if depth is None:
+        return {}
+    return {"depth": {"output": Z_OUTPUT, "z_bins": spec.z_bins, "input_depth": depth.input_depth,
+                      "sigma": depth.sigma, "z_range": depth.z_range, "root_z": depth.root_z,
+                      "focal": list(depth.focal), "root_keypoints": list(depth.root_keypoints)}}
 
 
 def write_onnx(model, spec: ModelSpec, path: Path) -> None:
@@ -190,10 +205,11 @@ def write_onnx(model, spec: ModelSpec, path: Path) -> None:
     torch = require("torch", "export")
     require("onnx", "export")
     dummy = torch.zeros(1, 3, *spec.input_hw)
-    axes = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)}
+    outputs = output_names(spec)
+    axes = {name: {0: "batch"} for name in (INPUT_NAME, *outputs)}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (dummy,), str(path), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+        torch.onnx.export(model, (dummy,), str(path), input_names=[INPUT_NAME], output_names=list(outputs),
                           dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False)
 
 

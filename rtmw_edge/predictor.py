@@ -2,11 +2,13 @@
 
 Everything backend-specific (file, blob names, input size, decoding, keypoint layout) comes from the artifact's
 sidecar, so the same code runs an ONNX Runtime, OpenVINO or ncnn artifact; nothing here branches on the backend.
+A 3D artifact (RTMW3D: a `depth` section in its decoding) also gives each person camera-space keypoints.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +50,8 @@ class Person:
     """One person: 133 keypoints in image pixels with their SimCC scores, and the box they were found in.
 
     `track_id` is set by a tracking `rtmw_edge.video.PoseStream` (the same person keeps it across frames).
+    A 3D model adds `keypoints_3d` (camera space, metres: X right, Y down, Z away from the camera) and `depth`
+    (each keypoint's depth relative to the root, the mean of the hips, in metres); a 2D model leaves them None.
     """
 
     keypoints: np.ndarray = field(repr=False)  # [133, 2] float32, x, y
@@ -55,6 +59,8 @@ class Person:
     box: np.ndarray  # [4] float32, x1, y1, x2, y2
     box_score: float
     track_id: int | None = None
+    keypoints_3d: np.ndarray | None = field(default=None, repr=False)  # [133, 3] float32, metres
+    depth: np.ndarray | None = field(default=None, repr=False)  # [133] float32, metres from the root's depth
 
     def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(keypoints, scores) of one part of keypoints.PARTS."""
@@ -97,6 +103,8 @@ class Predictor:
 
     `detector` is a detector artifact folder or a bare detector model file (RTMDet); without one, each image is
     taken as one person box. `detector_options` go to the detector's runner (e.g. ncnn's input_shape).
+    `camera` (fx, fy, cx, cy in pixels) lifts a 3D model's keypoints to camera space; by default the model's
+    focal length and the image's centre.
     """
 
     def __init__(
@@ -110,10 +118,15 @@ class Predictor:
         score_threshold: float = 0.3,
         detector_options: dict | None = None,
         runner: Runner | None = None,
+        camera: tuple[float, float, float, float] | None = None,
     ) -> None:
         self.artifact = _load(artifact, "pose")
         meta = self.artifact.meta
         _check_sidecar(self.artifact)
+        self.depth: dict | None = meta.decoding.get("depth")  # the z codec of a 3D model
+        self.camera = _checked_camera(camera, meta.model, self.depth is not None)
+        if flip_test and self.depth:
+            raise flip_test_refused(meta.model)
         # `runner`: an open network to use instead of the artifact's file (a quantization candidate)
         self.runner = runner or open_runner(self.artifact.main_path, backend or meta.backend, threads=threads,
                                             device=device, **self.artifact.runner_options)
@@ -141,17 +154,33 @@ class Predictor:
         if not len(boxes):
             return []
         crops = topdown.crop(image, boxes[:, :4], self.input_hw)
-        keypoints, scores = topdown.decode(*self.simcc(crops.batch), self.split_ratio)
+        logits = self.simcc(crops.batch)
+        keypoints, scores = topdown.decode(logits[0], logits[1], self.split_ratio)
         keypoints = topdown.to_image(keypoints, crops.centers, crops.scales, self.input_hw)
-        return [Person(k, s, b[:4].copy(), float(b[4])) for k, s, b in zip(keypoints, scores, boxes, strict=True)]
+        lifted = self._lift(keypoints, scores, logits[2], image.shape[:2]) if self.depth else [{}] * len(boxes)
+        return [Person(k, s, b[:4].copy(), float(b[4]), **extra)
+                for k, s, b, extra in zip(keypoints, scores, boxes, lifted, strict=True)]
 
-    def simcc(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """SimCC logits of a crop batch, flip-averaged when asked; the mirrored views ride in the same batch."""
+    def _lift(self, keypoints: np.ndarray, scores: np.ndarray, simcc_z: np.ndarray, image_hw: tuple[int, int]
+              ) -> list[dict[str, np.ndarray]]:
+        """Per person: keypoints_3d in camera space and the root-relative depth, from the z logits."""
+        depth = self.depth
+        z = topdown.decode_z(simcc_z, scores, self.split_ratio)
+        metres = topdown.depth_metres(z, depth["input_depth"], depth["z_range"])
+        camera = self.camera or (*depth["focal"], image_hw[1] / 2, image_hw[0] / 2)
+        points = topdown.camera_space(keypoints, metres, depth["root_z"], camera)
+        return [{"keypoints_3d": p.astype(np.float32), "depth": m.astype(np.float32)}
+                for p, m in zip(points, metres, strict=True)]
+
+    def simcc(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        """SimCC logits of a crop batch (x, y; and z for a 3D model), flip-averaged when asked; the mirrored views
+        ride in the same batch."""
         count = len(batch)
         if self.flip_test:
             batch = np.concatenate([batch, topdown.flip_batch(batch)])
-        simcc_x, simcc_y = self.runner.run(batch)[:2]
-        broken = _broken_rows(simcc_x) | _broken_rows(simcc_y)
+        outputs = tuple(self.runner.run(batch)[:3 if self.depth else 2])
+        simcc_x, simcc_y = outputs[:2]
+        broken = np.logical_or.reduce([_broken_rows(o) for o in outputs])
         broken = broken[:count] | broken[count:] if self.flip_test else broken
         if broken.any():
             raise BrokenOutputError(
@@ -160,7 +189,7 @@ class Predictor:
         if self.flip_test:
             return topdown.merge_flip(simcc_x[:count], simcc_y[:count], simcc_x[count:], simcc_y[count:],
                                       self.flip_indices)
-        return simcc_x, simcc_y
+        return outputs
 
     def _usable_boxes(self, image: np.ndarray, boxes: np.ndarray | None) -> np.ndarray:
         """[K,5] boxes with scores: the caller's, else the detector's, else the whole image; bad ones dropped."""
@@ -196,6 +225,36 @@ def _check_sidecar(artifact: Artifact) -> None:
         got = {key: meta[section].get(key) for key in expected}
         if got != expected:
             raise RtmwEdgeError(f"{artifact.folder}: {section} {got} is not the supported {expected}")
+
+
+def flip_test_refused(model: str) -> RtmwEdgeError:
+    return RtmwEdgeError(f"{model} is a 3D model and has no flip test (mmpose's RTMW3D has none): drop --flip-test")
+
+
+def parse_camera(text: str) -> tuple[float, float, float, float]:
+    """'fx,fy,cx,cy' (as --camera takes it) -> four floats, or one clear line."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise RtmwEdgeError(f"--camera takes fx,fy,cx,cy (four numbers, pixels), got {text!r}")
+    return values[0], values[1], values[2], values[3]
+
+
+def _checked_camera(camera: object, model: str, is_3d: bool) -> tuple[float, float, float, float] | None:
+    """(fx, fy, cx, cy) as floats, focal lengths positive; a camera for a 2D model is a mistake, said plainly."""
+    if camera is None:
+        return None
+    if not is_3d:
+        raise RtmwEdgeError(f"a camera is only used by 3D models, and {model} is a 2D model")
+    try:
+        values = tuple(float(v) for v in camera)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 4 or not all(math.isfinite(v) for v in values) or min(values[:2]) <= 0:
+        raise RtmwEdgeError(f"camera must be four finite numbers fx,fy,cx,cy (pixels, fx and fy > 0), got {camera!r}")
+    return values[0], values[1], values[2], values[3]
 
 
 def _checked_image(image: object) -> np.ndarray:

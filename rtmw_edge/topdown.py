@@ -2,7 +2,8 @@
 
 Box -> centre/scale (padding 1.25, aspect fixed to the input) -> similarity warp of the BGR image ->
 RGB, normalised NCHW float32. SimCC logits -> argmax per axis, score = min of the two maxima ->
-(optional flip averaging first) -> back to image pixels.
+(optional flip averaging first) -> back to image pixels. RTMW3D adds a z logit row per keypoint: its argmax is a
+root-relative depth, lifted to camera space with a focal length and a principal point (mmpose's 3D decoding).
 """
 
 from __future__ import annotations
@@ -108,3 +109,26 @@ def to_image(keypoints: np.ndarray, centers: np.ndarray, scales: np.ndarray,
     input_wh = np.array([input_hw[1], input_hw[0]], dtype=np.float32)
     ratio = (scales / input_wh)[:, None, :]
     return keypoints * ratio + (centers - scales * np.float32(0.5))[:, None, :]
+
+
+def decode_z(simcc_z: np.ndarray, scores: np.ndarray, split_ratio: float) -> np.ndarray:
+    """z logits [N,K,D] -> z bins in network-input units [N,K] (0..input_depth); -1 where the 2D score is not
+    positive, as mmpose marks all three coordinates of such a keypoint."""
+    z = simcc_z.argmax(axis=2).astype(np.float32) / np.float32(split_ratio)
+    z[scores <= 0] = -1
+    return z
+
+
+def depth_metres(z: np.ndarray, input_depth: int, z_range: float) -> np.ndarray:
+    """Root-relative depth in metres of decoded z: `(z / (input_depth / 2) - 1) * z_range` (SimCC3DLabel)."""
+    return (np.asarray(z, np.float64) / (input_depth / 2) - 1.0) * z_range
+
+
+def camera_space(keypoints: np.ndarray, depth: np.ndarray, root_z: float, camera: tuple[float, float, float, float]
+                 ) -> np.ndarray:
+    """Image pixels [N,K,2] and root-relative depth [N,K] -> camera-space metres [N,K,3] by the pinhole model:
+    Z = depth + root_z, X = (u - cx) / fx * Z, Y = (v - cy) / fy * Z; `camera` is (fx, fy, cx, cy)."""
+    fx, fy, cx, cy = camera
+    z = np.asarray(depth, np.float64) + root_z
+    u, v = np.asarray(keypoints, np.float64)[..., 0], np.asarray(keypoints, np.float64)[..., 1]
+    return np.stack([(u - cx) / fx * z, (v - cy) / fy * z, z], axis=-1)

@@ -1,8 +1,10 @@
 """Overlay persons on an image: box, skeleton and keypoints coloured by body part, unsure points left out; a tracked
-person's box and id in a colour of its own."""
+person's box and id in a colour of its own. A 3D model's persons also get a 3D view: the camera-space skeleton from
+the front and from the side (matplotlib, the `report` extra)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import cv2
@@ -25,6 +27,11 @@ GOLDEN = 0.618033988749895  # consecutive ids get hues far apart
 # sizes grow with the image's long side so that overlays stay readable on small and large images alike
 RADIUS_PER_PIXEL = 1 / 400
 LINE_PER_PIXEL = 1 / 600
+
+# the 3D view is drawn on white: the face, white in overlays, is grey there
+VIEW_3D_COLORS = {part: "#808080" if bgr == (255, 255, 255) else "#{:02x}{:02x}{:02x}".format(*bgr[::-1])
+                  for part, bgr in PART_COLORS.items()}
+VIEW_3D_ANGLES = (("front", 10.0, -90.0), ("side", 10.0, 0.0))  # (title, elevation, azimuth) in degrees
 
 _KEYPOINT_COLORS = [PART_COLORS[name] for name, (lo, hi) in PARTS.items() for _ in range(lo, hi)]
 
@@ -66,3 +73,38 @@ def _draw_person(canvas: np.ndarray, person: Person, kpt_threshold: float, radiu
                 cv2.line(canvas, points[a], points[b], PART_COLORS[part], line, cv2.LINE_AA)
     for index in np.flatnonzero(shown):
         cv2.circle(canvas, points[index], radius, _KEYPOINT_COLORS[index], -1, cv2.LINE_AA)
+
+
+def view_3d_png(persons: Sequence[Person], kpt_threshold: float = 0.3) -> bytes:
+    """A PNG of the persons' camera-space skeletons from two angles (metres; up is up, depth away from the camera)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 5), layout="constrained")
+    FigureCanvasAgg(fig)
+    for index, (title, elevation, azimuth) in enumerate(VIEW_3D_ANGLES, start=1):
+        ax = fig.add_subplot(1, 2, index, projection="3d")
+        for person in persons:
+            if person.keypoints_3d is not None:
+                _draw_skeleton_3d(ax, person, kpt_threshold)
+        ax.view_init(elev=elevation, azim=azimuth)
+        ax.set_title(title)
+        ax.set_xlabel("X (m)")
+        ax.set_ylabel("Z, depth (m)")
+        ax.set_zlabel("-Y, up (m)")
+        ax.set_aspect("equal", adjustable="datalim")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    return buffer.getvalue()
+
+
+def _draw_skeleton_3d(ax, person: Person, kpt_threshold: float) -> None:
+    x, y, z = person.keypoints_3d[:, 0], person.keypoints_3d[:, 2], -person.keypoints_3d[:, 1]
+    shown = person.scores > kpt_threshold
+    for part, links in SKELETON.items():
+        for a, b in links:
+            if shown[a] and shown[b]:
+                ax.plot([x[a], x[b]], [y[a], y[b]], [z[a], z[b]], color=VIEW_3D_COLORS[part], linewidth=1.5)
+    for part, (lo, hi) in PARTS.items():
+        keep = shown[lo:hi]
+        ax.scatter(x[lo:hi][keep], y[lo:hi][keep], z[lo:hi][keep], color=VIEW_3D_COLORS[part], s=4)

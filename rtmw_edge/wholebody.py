@@ -20,7 +20,8 @@ import numpy as np
 
 from rtmw_edge.artifact import load_artifact
 from rtmw_edge.errors import RtmwEdgeError
-from rtmw_edge.predictor import Person, Predictor, describe
+from rtmw_edge.model.registry import find_spec
+from rtmw_edge.predictor import Person, Predictor, describe, flip_test_refused
 from rtmw_edge.profiles import Profile
 from rtmw_edge.resolve import AUTO, detector_artifact, machine_profile, pose_artifact
 from rtmw_edge.video.stream import PoseStream
@@ -36,6 +37,7 @@ class PredictorSetup:
     device: str | None
     flip_test: bool = False
     score_threshold: float = 0.3
+    camera: tuple[float, float, float, float] | None = None  # fx, fy, cx, cy of a 3D model's camera
 
     @property
     def described(self) -> tuple[str, bool]:
@@ -46,18 +48,19 @@ class PredictorSetup:
 
     def open(self) -> Predictor:
         return Predictor(self.artifact, detector=self.detector, threads=self.threads, device=self.device,
-                         flip_test=self.flip_test, score_threshold=self.score_threshold)
+                         flip_test=self.flip_test, score_threshold=self.score_threshold, camera=self.camera)
 
 
 def predictor_setup(model: str | Path, backend: str | None, precision: str, detector: str | Path | None,
                     profile: Profile, threads: int | None = None, device: str | None = None,
-                    flip_test: bool = False, score_threshold: float = 0.3, progress: bool = True) -> PredictorSetup:
+                    flip_test: bool = False, score_threshold: float = 0.3, progress: bool = True,
+                    camera: tuple[float, float, float, float] | None = None) -> PredictorSetup:
     """Names to artifacts (made on first use), and the profile's threads and device for the artifact's backend."""
     pose = pose_artifact(model, backend, precision, profile, progress=progress)
     backend = load_artifact(pose, verify=False).meta.backend
     options = profile.runner_options(backend, threads)
     return PredictorSetup(pose, detector_artifact(detector, backend, profile, progress=progress),
-                          options["threads"], device or options["device"], flip_test, score_threshold)
+                          options["threads"], device or options["device"], flip_test, score_threshold, camera)
 
 
 class Wholebody:
@@ -72,10 +75,13 @@ class Wholebody:
                  detector: str | Path | None = AUTO, *, profile: str | Path | Profile | None = None,
                  threads: int | None = None, device: str | None = None, flip_test: bool = False,
                  score_threshold: float = 0.3, det_every: int = 1, track: bool = False, smooth: bool = False,
-                 progress: bool = True) -> None:
+                 progress: bool = True, camera: tuple[float, float, float, float] | None = None) -> None:
+        spec = find_spec(str(model))
+        if flip_test and spec is not None and spec.depth is not None:  # before minutes of export
+            raise flip_test_refused(spec.name)
         self.profile = machine_profile(profile)
         self.predictor = predictor_setup(model, backend, precision, detector, self.profile, threads, device,
-                                         flip_test, score_threshold, progress).open()
+                                         flip_test, score_threshold, progress, camera).open()
         # frame after frame only when asked: a plain call stays one independent image
         self.stream = (PoseStream(self.predictor, det_every=det_every, track=track, smooth=smooth)
                        if (det_every, track, smooth) != (1, False, False) else None)

@@ -58,3 +58,19 @@ def mirror(cache: Path, monkeypatch: pytest.MonkeyPatch):
     with running_mirror() as server:
         monkeypatch.setenv("RTMW_EDGE_MIRROR", server.base)
         yield server
+
+
+@pytest.fixture(scope="session")
+def rtmw3d_artifact(tmp_path_factory: pytest.TempPathFactory):
+    """fmt -> the FP32 rtmw3d-l artifact (seeded untrained weights) for it, exported once for all 3D tests."""
+    from rtmw_edge.exporter import export_model
+
+    out = tmp_path_factory.mktemp("rtmw3d")
+    made: dict[str, Path] = {}
+
+    def artifact(fmt: str) -> Path:
+        if fmt not in made:
+            made[fmt] = export_model("rtmw3d-l", fmt, weights="untrained", out_dir=out, progress=False)[0].folder
+        return made[fmt]
+
+    return artifact

@@ -22,6 +22,8 @@ def test_models_prints_one_table_with_params_and_gflops():
     assert done.returncode == 0
     row = next(line for line in done.stdout.splitlines() if line.startswith("| rtmw-m-256x192"))
     assert "32.26M" in row and "4.31" in row and "58.2 / 67.3" in row
+    row_3d = next(line for line in done.stdout.splitlines() if line.startswith("| rtmw3d-l-384x288"))
+    assert "57.50M" in row_3d and "17.71" in row_3d and "67.8 / -" in row_3d and "0.056 m" in row_3d
     detector = next(line for line in done.stdout.splitlines() if line.startswith("| yolox-tiny"))
     assert "416x416" in detector and "47.7 (Human-Art val)" in detector
 

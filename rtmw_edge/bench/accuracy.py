@@ -34,8 +34,10 @@ def recorded_accuracy(artifact: Artifact) -> Accuracy | None:
     parts = record.accuracy_of(meta.precision)
     if not parts:
         return None
+    drift = record.accuracy.drift_3d_mm
+    drift = {"fp32": dict.fromkeys(drift, 0.0), "int8": drift}.get(meta.precision) if drift else None
     return Accuracy(record.evaluation.metric, float(parts["wholebody"]), {k: float(v) for k, v in parts.items()},
-                    f"quantization record: {record.evaluation.description}")
+                    f"quantization record: {record.evaluation.description}", drift)
 
 
 def records_beside(artifacts: Sequence[Artifact]) -> list[QuantizationRecord]:

@@ -41,7 +41,8 @@ def _accuracy_cell(accuracy: Accuracy) -> str:
     if accuracy.wholebody is None:
         return "-"
     mark = " (agreement)" if accuracy.metric == "agreement" else ""
-    return f"{100 * accuracy.wholebody:.1f}{mark}"
+    drift = f"; 3D drift {accuracy.drift_3d_mm['wholebody']:.1f} mm" if accuracy.drift_3d_mm else ""
+    return f"{100 * accuracy.wholebody:.1f}{mark}{drift}"
 
 
 def machine_line(machine: Machine) -> str:
@@ -75,6 +76,9 @@ def _notes(results: BenchResults) -> list[str]:
     sources = sorted({a.accuracy.source for a in results.artifacts})
     notes.append("Whole-body AP x100: " + "; ".join(sources) + ". '(agreement)' marks INT8's agreement with FP32's "
                  "own predictions (FP32 = 100 by definition), not accuracy against ground truth.")
+    if any(a.accuracy.drift_3d_mm for a in results.artifacts):
+        notes.append("3D drift (3D models only): the mean per-joint distance of the artifact's camera-space keypoints "
+                     "from FP32's after aligning their roots, in mm, from its quantization record.")
     if s.frame:
         f = s.frame
         notes.append(f"e2e ms/frame: detector {f.detector} + the pose batch of the {f.persons} person(s) it "

@@ -48,12 +48,14 @@ class Speedup:
 
 @dataclass(frozen=True)
 class Accuracy:
-    """Whole-body and per-part accuracy (0-1) and where it comes from; metric None: not measured."""
+    """Whole-body and per-part accuracy (0-1) and where it comes from; metric None: not measured. A 3D model's
+    quantization record adds its root-aligned 3D drift from FP32 (mm per part; FP32's is 0)."""
 
     metric: str | None  # one of METRICS, or None
     wholebody: float | None
     parts: dict[str, float]
     source: str
+    drift_3d_mm: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -73,14 +73,15 @@ def predict_dataset(paths: Sequence[str | Path], artifact: str | Path = "rtmw-m"
                     *, backend: str | None = None, precision: str = "fp32", detector: str | Path | None = AUTO,
                     address: str | None = None, profile: str | Path | Profile | None = None,
                     concurrency: int | None = None, threads: int | None = None, device: str | None = None,
-                    flip_test: bool = False,
+                    flip_test: bool = False, camera: tuple[float, float, float, float] | None = None,
                     kpt_threshold: float = 0.3, overwrite: bool = False, progress: bool = False,
                     actor: type[PoseActor] = PoseActor) -> Summary:
     """Predict on images and folders of images on Ray: the same outputs as `rtmw-edge predict` without it.
 
     `artifact` is a pose artifact or a registered name (resolved here, once, as `Wholebody` does), `address` a Ray
-    cluster (default: the one already initialised, else $RAY_ADDRESS, else a local Ray); `concurrency` (actors)
-    and `threads` (per actor) default to the device profile's `[ray]`. `actor` is the class each actor runs: a
+    cluster (default: the one already initialised, else $RAY_ADDRESS, else a local Ray); `camera` (fx, fy, cx, cy)
+    places a 3D model's keypoints, whose fields the JSON carries (3D views are drawn only without Ray);
+    `concurrency` (actors) and `threads` (per actor) default to the device profile's `[ray]`. `actor` is the class each actor runs: a
     subclass of PoseActor may add to what an image gives, or (in the tests) die once to show Ray's retry.
     """
     ray = _import_ray()
@@ -93,7 +94,7 @@ def predict_dataset(paths: Sequence[str | Path], artifact: str | Path = "rtmw-m"
     plan = profile.ray
     threads = threads or plan.threads
     setup = predictor_setup(artifact, backend, precision, detector, profile, threads, device, flip_test,
-                            progress=progress)
+                            progress=progress, camera=camera)
     out_dir = Path(out)
     summary = Summary(out_dir, *setup.described, skipped=list(inputs.skipped))
     jobs = image_jobs(inputs.images, out_dir)

@@ -80,9 +80,19 @@ class JsonArray:
 
 
 def person_record(image_id: int, person: Person) -> dict:
-    """A COCO-WholeBody result entry, plus the person's box so the output says where each person was found."""
+    """A COCO-WholeBody result entry, plus the person's box so the output says where each person was found (and
+    a 3D model's fields, `fields_3d`)."""
     entry = to_result_entry(image_id, person.keypoints, person.scores, person.score)
-    return {**entry, "box": person.box.tolist(), "box_score": person.box_score}
+    return {**entry, "box": person.box.tolist(), "box_score": person.box_score, **fields_3d(person)}
+
+
+def fields_3d(person: Person) -> dict:
+    """A 3D model's additions to a person's record: `keypoints_3d` [133][3] camera-space metres and `depth` [133]
+    root-relative metres, to the millimetre; nothing for a 2D model."""
+    if person.keypoints_3d is None or person.depth is None:
+        return {}
+    return {"keypoints_3d": [[round(float(v), 4) for v in point] for point in person.keypoints_3d],
+            "depth": [round(float(v), 4) for v in person.depth]}
 
 
 def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from rtmw_edge.media.images import image_outputs, predict_images
+from rtmw_edge.media.images import image_outputs, predict_images, wants_3d_views
 from rtmw_edge.media.inputs import collect_inputs
 from rtmw_edge.media.outputs import Outputs, Summary
 from rtmw_edge.media.video import StreamOptions, check_display, predict_stream, stream_outputs
@@ -29,14 +29,15 @@ def predict_inputs(predictor: Predictor, sources: Sequence[str | Path], out_dir:
     video = video or StreamOptions()
     out_dir = Path(out_dir)
     streams: list[Path | int] = [*inputs.videos, *([] if inputs.camera is None else [inputs.camera])]
-    planned = image_outputs(inputs.images, out_dir) + [p for s in streams for p in stream_outputs(s, out_dir)]
+    views_3d = bool(inputs.images) and wants_3d_views(predictor)
+    planned = image_outputs(inputs.images, out_dir, views_3d) + [p for s in streams for p in stream_outputs(s, out_dir)]
     summary = Summary(out_dir, predictor.info, predictor.trained, skipped=list(inputs.skipped))
     if video.show and streams:
         check_display()
     with Outputs(planned, overwrite) as outputs:
         if inputs.images:
             predict_images(predictor, inputs.images, out_dir, outputs, summary, kpt_threshold,
-                           progress=progress and len(inputs.images) > 1)
+                           progress=progress and len(inputs.images) > 1, views_3d=views_3d)
         for stream in streams:
             if not predict_stream(predictor, stream, out_dir, outputs, summary, kpt_threshold, progress, video):
                 summary.cut_short = True

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from rtmw_edge.errors import RtmwEdgeError
-from rtmw_edge.media.outputs import Outputs, Summary
+from rtmw_edge.media.outputs import Outputs, Summary, fields_3d
 from rtmw_edge.predictor import Person, Predictor
 from rtmw_edge.video import Frame, FrameReader, PoseStream
 from rtmw_edge.visualize import draw_persons
@@ -125,7 +125,7 @@ def frame_record(frame: Frame, persons: list[Person]) -> dict:
     return {"frame": frame.index, "time_s": round(frame.time_s, 4), "persons": [
         {"track_id": p.track_id, "box": [round(float(v), 2) for v in p.box], "box_score": round(p.box_score, 4),
          "score": round(p.score, 4), "keypoints": [[round(float(x), 2), round(float(y), 2)] for x, y in p.keypoints],
-         "scores": [round(float(s), 4) for s in p.scores]} for p in persons]}
+         "scores": [round(float(s), 4) for s in p.scores], **fields_3d(p)} for p in persons]}
 
 
 @dataclass

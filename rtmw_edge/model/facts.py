@@ -16,8 +16,9 @@ class ModelFacts:
     params_m: float
     gflops: float
     published_ap: float
-    published_ar: float
+    published_ar: float | None
     cached: bool
+    published_mpjpe_m: float | None = None  # 3D models: H3WB MPJPE in metres
 
 
 def model_facts(specs: tuple[ModelSpec, ...] = MODELS) -> list[ModelFacts]:
@@ -33,5 +34,5 @@ def model_facts(specs: tuple[ModelSpec, ...] = MODELS) -> list[ModelFacts]:
             model = RTMW(spec).eval()
         facts.append(ModelFacts(spec.name, spec.alias, spec.input_hw, count_params(model) / 1e6,
                                 count_macs(model, spec.input_hw) / 1e9, spec.published_ap, spec.published_ar,
-                                cached_checkpoint(spec) is not None))
+                                cached_checkpoint(spec) is not None, spec.published_mpjpe_m))
     return facts

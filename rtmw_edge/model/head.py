@@ -1,4 +1,7 @@
-"""RTMW head: hierarchical encoding of the stride 16/32 maps, a GAU over keypoint tokens, SimCC outputs."""
+"""RTMW head: hierarchical encoding of the stride 16/32 maps, a GAU over keypoint tokens, SimCC outputs.
+
+With `z_bins` it is RTMW3D's head: the same layers plus `cls_z`, a third SimCC classifier for depth.
+"""
 
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ class GAU(nn.Module):
 
 class RTMWHead(nn.Module):
     def __init__(self, in_channels: int, num_keypoints: int, input_hw: tuple[int, int],
-                 split_ratio: float = 2.0) -> None:
+                 split_ratio: float = 2.0, z_bins: int | None = None) -> None:
         super().__init__()
         h, w = input_hw
         tokens = (h // 32) * (w // 32)
@@ -69,11 +72,15 @@ class RTMWHead(nn.Module):
         self.gau = GAU()
         self.cls_x = nn.Linear(GAU_HIDDEN, int(w * split_ratio), bias=False)
         self.cls_y = nn.Linear(GAU_HIDDEN, int(h * split_ratio), bias=False)
+        self.cls_z = nn.Linear(GAU_HIDDEN, z_bins, bias=False) if z_bins else None
 
-    def forward(self, feats: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, feats: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """(simcc_x, simcc_y), and simcc_z after them for a 3D head."""
         enc_b, enc_t = feats
         feats_t = self.mlp(torch.flatten(self.final_layer(enc_t), 2))
         dec_t = self.conv_dec(self.ps(enc_t))
         feats_b = self.mlp2(torch.flatten(self.final_layer2(torch.cat([dec_t, enc_b], dim=1)), 2))
         tokens = self.gau(torch.cat([feats_t, feats_b], dim=2))
-        return self.cls_x(tokens), self.cls_y(tokens)
+        if self.cls_z is None:
+            return self.cls_x(tokens), self.cls_y(tokens)
+        return self.cls_x(tokens), self.cls_y(tokens), self.cls_z(tokens)

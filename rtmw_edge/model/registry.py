@@ -1,5 +1,7 @@
 """Every RTMW variant by name: architecture numbers, input size, codec, official checkpoint, official ONNX and facts.
 
+RTMW3D (`depth` set) is the same network with one more classifier, `head.cls_z`, for a root-relative depth.
+
 The official ONNX files are mmdeploy's end-to-end exports in OpenMMLab's SDK zips (the ones rtmlib uses): input
 `input` [N,3,H,W] (normalised RGB, as ours), outputs `simcc_x` [N,133,2W] and `simcc_y` [N,133,2H], no
 preprocessing or decoding inside. rtmw-m's is the `rtmw-dw-l-m` zip (mmpose's README links a `-dw-m-s` name that
@@ -14,6 +16,23 @@ from rtmw_edge.errors import RtmwEdgeError
 
 CHECKPOINT_BASE_URL = "https://download.openmmlab.com/mmpose/v1/projects/rtmw/"
 ONNX_SDK_BASE_URL = CHECKPOINT_BASE_URL + "onnx_sdk/"
+RTMW3D_BASE_URL = "https://download.openmmlab.com/mmpose/v1/wholebody_3d_keypoint/rtmw3d/"
+
+
+@dataclass(frozen=True)
+class DepthCodec:
+    """RTMW3D's z axis as mmpose's SimCC3DLabel codes it, and the constants that lift it to camera space.
+
+    z (0..input_depth after the split ratio) -> root-relative metres `(z / (input_depth / 2) - 1) * z_range`;
+    camera space adds `root_z` (the training set's mean root depth) and uses `focal` when no camera is given.
+    """
+
+    input_depth: int = 288
+    sigma: float = 6.0
+    z_range: float = 2.1744869
+    root_z: float = 5.14388
+    focal: tuple[float, float] = (1145.04940459, 1143.78109572)
+    root_keypoints: tuple[int, ...] = (11, 12)  # the root is the mean of the hips
 
 
 @dataclass(frozen=True)
@@ -28,14 +47,22 @@ class ModelSpec:
     sigma: tuple[float, float]
     checkpoint: str
     published_ap: float
-    published_ar: float
+    published_ar: float | None  # OpenMMLab publishes no AR for RTMW3D
     onnx_sdk: str | None = None  # the official ONNX SDK zip, when OpenMMLab publishes one
     split_ratio: float = 2.0
     num_keypoints: int = 133
+    depth: DepthCodec | None = None  # set for a 3D model (RTMW3D)
+    published_mpjpe_m: float | None = None  # H3WB MPJPE in metres, for a 3D model
+    checkpoint_base: str = CHECKPOINT_BASE_URL
 
     @property
     def url(self) -> str:
-        return CHECKPOINT_BASE_URL + self.checkpoint
+        return self.checkpoint_base + self.checkpoint
+
+    @property
+    def z_bins(self) -> int | None:
+        """Bins of the z classifier (cls_z), None for a 2D model."""
+        return int(self.depth.input_depth * self.split_ratio) if self.depth else None
 
     @property
     def onnx_sdk_url(self) -> str | None:
@@ -71,6 +98,12 @@ MODELS: tuple[ModelSpec, ...] = (
               "rtmw-dw-x-l_simcc-cocktail14_270e-384x288_20231122.zip"),
     ModelSpec("rtmw-x-384x288", None, 1.33, 1.25, (384, 288), (6.0, 6.93),
               "rtmw-x_simcc-cocktail14_pt-ucoco_270e-384x288-f840f204_20231122.pth", 70.2, 78.1),
+    ModelSpec("rtmw3d-l-384x288", "rtmw3d-l", 1.0, 1.0, (384, 288), (6.0, 6.93),
+              "rtmw3d-l_8xb64_cocktail14-384x288-794dbc78_20240626.pth", 67.8, None, depth=DepthCodec(),
+              published_mpjpe_m=0.056, checkpoint_base=RTMW3D_BASE_URL),
+    ModelSpec("rtmw3d-x-384x288", "rtmw3d-x", 1.33, 1.25, (384, 288), (6.0, 6.93),
+              "rtmw3d-x_8xb64_cocktail14-384x288-b0a0eab7_20240626.pth", 68.0, None, depth=DepthCodec(),
+              published_mpjpe_m=0.057, checkpoint_base=RTMW3D_BASE_URL),
 )
 
 

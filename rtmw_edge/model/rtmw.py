@@ -1,4 +1,4 @@
-"""The RTMW network: backbone -> neck -> head, mapping a normalised RGB crop to SimCC logits."""
+"""The RTMW network: backbone -> neck -> head, mapping a normalised RGB crop to SimCC logits (x, y; z for 3D)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class RTMW(nn.Module):
         c3, c4, c5 = spec.channels
         self.backbone = CSPNeXt(spec.deepen, spec.widen)
         self.neck = CSPNeXtPAFPN(c3, c4, c5)
-        self.head = RTMWHead(c5, spec.num_keypoints, spec.input_hw, spec.split_ratio)
+        self.head = RTMWHead(c5, spec.num_keypoints, spec.input_hw, spec.split_ratio, spec.z_bins)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.head(self.neck(self.backbone(x)))

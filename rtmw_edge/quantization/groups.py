@@ -20,7 +20,7 @@ LAYER_GROUPS: dict[str, str] = {
     "head.encode": r"^/head/((final_layer|final_layer2|conv_dec|ps)/|Concat_1$)",
     "head.mlp": r"^/head/(mlp2?/|(Shape|Slice|Reshape)(_1)?$|Concat(_2)?$)",
     "head.gau": r"^/head/(gau/|Concat_3$)",
-    "head.cls": r"^(/head/cls_[xy]/|simcc_[xy]$)",
+    "head.cls": r"^(/head/cls_[xyz]/|simcc_[xyz]$)",  # z: RTMW3D's depth classifier
 }
 
 

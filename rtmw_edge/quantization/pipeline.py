@@ -32,7 +32,7 @@ from rtmw_edge.machine import ISA_FLAGS, cpu_flags, cpu_name, has_vnni, tool_ver
 from rtmw_edge.model import get_spec
 from rtmw_edge.quantization.calibration import CalibrationSet, detector_calibration, pose_calibration
 from rtmw_edge.quantization.floats import Scored, float_precisions, make_floats
-from rtmw_edge.quantization.gate import Budget, Verdict, judge, unjudged_reason
+from rtmw_edge.quantization.gate import Budget, Verdict, combined, judge, judge_drift, unjudged_reason
 from rtmw_edge.quantization.groups import LAYER_GROUPS, patterns
 from rtmw_edge.quantization.recipe import AccuracyControlRecipe, LayerSearchRecipe, Recipe, Sensitivity, load_recipe
 from rtmw_edge.quantization.record import (
@@ -94,7 +94,7 @@ def quantize(model: str | Path, backend: str, calibration: str | Path | None = N
              calibration_images: str | Path | None = None, evaluation: str | Path | None = None,
              evaluation_images: str | Path | None = None, weights: str = "auto", allow_untrained: bool = False,
              detector: str | Path | None = None, recipe: str | Path | None = None,
-             max_drop: tuple[float, float] | None = None, out: str | Path = "quantized", overwrite: bool = False,
+             max_drop: tuple[float, ...] | None = None, out: str | Path = "quantized", overwrite: bool = False,
              threads: int | None = None, sensitivity: bool = False, precisions: Sequence[str] | None = None,
              progress: bool = True) -> QuantizeResult:
     """INT8 `model` for `backend`, calibrated, judged against FP32 on the same backend, and recorded.
@@ -107,7 +107,8 @@ def quantize(model: str | Path, backend: str, calibration: str | Path | None = N
         it; None: the gate measures INT8's agreement with FP32 on held-out crops of the shipped photos.
     detector: a person detector ONNX: quantized and judged too, and it finds the people in `calibration` images.
     recipe: a TOML file whose keys override the backend's shipped recipe (quantize/<backend>.toml).
-    max_drop: (whole body, any part) AP points INT8 may lose; None: the recipe's [gate] budget.
+    max_drop: (whole body, any part) AP points INT8 may lose, and optionally (whole body, any part) mm of 3D drift
+        for a 3D model; None: the recipe's [gate] budget (3D: 15, 25 mm).
     out: the folder that receives `<model>-<backend>/`; `overwrite` replaces an existing one.
     sensitivity: also measure each layer group quantized alone (the rows of a recipe's [sensitivity] table).
     precisions: the float precisions to keep beside FP32 and INT8 (default: every one the backend exports);
@@ -147,7 +148,7 @@ def quantize(model: str | Path, backend: str, calibration: str | Path | None = N
                           {row.precision: moved(row.artifact) for row in record.floats})
 
 
-def _budget(recipe: Recipe, max_drop: tuple[float, float] | None) -> Budget:
+def _budget(recipe: Recipe, max_drop: tuple[float, ...] | None) -> Budget:
     """The recipe's [gate] budget, unless `max_drop` overrides it."""
     if max_drop is not None:
         return Budget(*max_drop)
@@ -208,7 +209,7 @@ def _quantize_pose(job: _Job, fp32: Artifact, calib: CalibrationSet, ground_trut
         candidates.set_postfix_str(f"float: {', '.join(keep) or 'none'}")
         int8 = _quantize_once(recipe.backend, recipe.quantizer, fp32, calib, keep, folder, control, job.progress)
         int8_ap, extra = scorer.score(int8)
-        verdict = judge(scorer.fp32_ap, int8_ap, job.budget, why_not)
+        verdict, verdicts_3d = _judged(scorer.fp32_ap, int8_ap, extra, job.budget, why_not)
         attempts.append(Attempt(list(keep), int8_ap, verdict, "backend accuracy control" if control else "groups",
                                 int8.meta.quantization["reverted_layers"]))
         candidates.update()
@@ -231,12 +232,23 @@ def _quantize_pose(job: _Job, fp32: Artifact, calib: CalibrationSet, ground_trut
         artifacts=Artifacts(_facts(fp32), _facts(int8)), accuracy=Accuracy(scorer.fp32_ap, int8_ap, **extra),
         kept_float=keep, reverted_to_float=keep[len(recipe.keep_float.groups):],
         reverted_layers=int8.meta.quantization["reverted_layers"], attempts=attempts,
-        latency_ms=Pair(latency["fp32"], latency["int8"]), sensitivity=sensitivity, verdicts={"pose": verdict},
+        latency_ms=Pair(latency["fp32"], latency["int8"]), sensitivity=sensitivity,
+        verdicts={"pose": verdict, **verdicts_3d},
         machine=Machine(cpu_name(), has_vnni(), sorted(cpu_flags() & ISA_FLAGS)), tools=tool_versions(),
         floats=[_float_result(f, latency[f.artifact.meta.precision]) for f in floats], skipped_precisions=skipped,
         recommended=Recommendation.of(latency, {"int8": verdict, **{f.artifact.meta.precision: f.verdict
                                                                     for f in floats}}),
         int8_kernels=int8.meta.quantization["int8_kernels"])
+
+
+def _judged(fp32_ap: dict[str, float], int8_ap: dict[str, float], extra: dict, budget: Budget,
+            why_not: str | None) -> tuple[Verdict, dict[str, Verdict]]:
+    """The pose verdict (a 3D model's 2D and 3D gates together), and the 3D gate's own as {"pose_3d": ...}."""
+    verdict = judge(fp32_ap, int8_ap, budget, why_not)
+    if extra.get("drift_3d_mm") is None:
+        return verdict, {}
+    depth = judge_drift(extra["drift_3d_mm"], budget, why_not)
+    return combined(verdict, depth), {"pose_3d": depth}
 
 
 def _sensitivity(job: _Job, fp32: Artifact, calib: CalibrationSet, scorer: PoseScorer,

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.fileio import atomic_file
-from rtmw_edge.quantization.gate import Budget, Verdict, over_budget
+from rtmw_edge.quantization.gate import Budget, Verdict, over_budget, over_drift
 from rtmw_edge.quantization.recipe import Sensitivity
 from rtmw_edge.typed import Mismatch, from_plain, to_plain
 
@@ -92,6 +92,7 @@ class Accuracy:
     nme: dict[str, float] | None = None  # normalised keypoint error per part
     logit_snr_db: float | None = None
     broken: str | None = None  # why INT8's outputs scored 0 (non-finite or all zero)
+    drift_3d_mm: dict[str, float] | None = None  # 3D models: root-aligned keypoint drift from FP32, mm per part
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ class QuantizationRecord:
     attempts: list[Attempt]
     latency_ms: Pair
     sensitivity: dict[str, Sensitivity] | None
-    verdicts: dict[str, Verdict]  # "pose", and "detector" with --detector
+    verdicts: dict[str, Verdict]  # "pose" (2D and 3D together), "pose_3d" for a 3D model, "detector" with --detector
     machine: Machine
     tools: dict[str, str]
     recommended: Recommendation
@@ -195,8 +196,10 @@ class QuantizationRecord:
 
     def measured(self) -> dict[str, Measured]:
         """Each precision made, with its latency and whether it fits the budget (FP32 does by definition)."""
-        found = {"fp32": Measured(self.latency_ms.fp32, True),
-                 "int8": Measured(self.latency_ms.int8, not over_budget(self.verdicts["pose"].drops, self.budget))}
+        depth = self.verdicts.get("pose_3d")
+        fits = not over_budget(self.verdicts["pose"].drops, self.budget) and not (
+            depth and over_drift(depth.drops, self.budget))
+        found = {"fp32": Measured(self.latency_ms.fp32, True), "int8": Measured(self.latency_ms.int8, fits)}
         for row in self.floats:
             found[row.precision] = Measured(row.latency_ms, not over_budget(row.verdict.drops, self.budget))
         return found

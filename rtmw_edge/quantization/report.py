@@ -18,8 +18,11 @@ def render_table(record: QuantizationRecord) -> str:
              "reference" if p == "fp32" else record.verdicts["pose"].label) for p in ("fp32", "int8")]
     pose += [(f.precision if f.computes == f.precision else f"{f.precision} (computes {f.computes})", f.artifact,
               f.accuracy, f.latency_ms, f.verdict.label) for f in record.floats]
+    drift = record.accuracy.drift_3d_mm  # a 3D model's: one more column, INT8's keypoints against FP32's
+    extra = {"fp32": ["0.0"], "int8": [f"{drift['wholebody']:.1f}"]} if drift else {}
     rows = [[f"{record.model}{mark}", record.backend, precision, f"{facts.size_mb:.1f}",
-             *(f"{100 * ap[p]:.1f}" for p in PARTS), f"{latency:.1f}", gate]
+             *(f"{100 * ap[p]:.1f}" for p in PARTS), *extra.get(precision, ["-"] if drift else []),
+             f"{latency:.1f}", gate]
             for precision, facts, ap, latency, gate in pose]
     detector = record.detector
     if detector:
@@ -29,8 +32,9 @@ def render_table(record: QuantizationRecord) -> str:
             gate = "reference" if precision == "fp32" else record.verdicts["detector"].label
             latency = getattr(detector.latency_ms, precision)
             rows.append([f"detector {facts.path.split('/')[0]}", record.backend, precision, f"{facts.size_mb:.1f}",
-                         f"box AP {box_ap}", "", "", "", "", "", f"{latency:.1f}", gate])
-    header = ["artifact", "backend", "precision", "size MB", *PART_TITLES, "latency ms", "gate"]
+                         f"box AP {box_ap}", "", "", "", "", "", *([""] if drift else []), f"{latency:.1f}", gate])
+    header = ["artifact", "backend", "precision", "size MB", *PART_TITLES, *(["3D drift mm"] if drift else []),
+              "latency ms", "gate"]
     return format_table(header, rows)
 
 
@@ -49,6 +53,7 @@ def render_report(record: QuantizationRecord, table: str) -> str:
         f"Calibration: {calibration.size} inputs, sha256 {calibration.sha256[:16]}… ({calibration.description})",
         f"Budget: whole body {record.budget.wholebody} AP, any part {record.budget.part} AP.",
         f"Gate: **{pose.label}** — {pose.reason}.",
+        *_drift_lines(record),
         f"Kept in float: {', '.join(record.kept_float) or 'nothing'}; reverted by the gate: "
         f"{', '.join(record.reverted_to_float) or 'nothing'}"
         + (f"; layers the backend's accuracy search put back to float: {', '.join(record.reverted_layers)}."
@@ -97,6 +102,16 @@ def _kernels(kernels: dict[str, int] | None) -> str:
     if kernels is None:
         return "not counted by this backend"
     return ", ".join(f"{count} {op}" for op, count in kernels.items()) or "none (INT8 computes in float)"
+
+
+def _drift_lines(record: QuantizationRecord) -> list[str]:
+    """A 3D model's budget and root-aligned drift per part; nothing for a 2D model."""
+    drift = record.accuracy.drift_3d_mm
+    if not drift:
+        return []
+    parts = ", ".join(f"{part} {mm:.1f}" for part, mm in drift.items())
+    return [f"3D budget: root-aligned drift of INT8's camera-space keypoints from FP32's (held-out crops), whole "
+            f"body {record.budget.wholebody_mm} mm, any part {record.budget.part_mm} mm; measured (mm): {parts}."]
 
 
 def _sensitivity_line(group: str, measured: Sensitivity) -> str:

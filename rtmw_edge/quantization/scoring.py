@@ -1,4 +1,5 @@
-"""What the gate measures: AP per part of FP32 and INT8 on ground truth, or INT8's agreement with FP32."""
+"""What the gate measures: AP per part of FP32 and INT8 on ground truth, or INT8's agreement with FP32; for a 3D
+model also the root-aligned drift of INT8's camera-space keypoints from FP32's on held-out crops."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from rtmw_edge import topdown
 from rtmw_edge.artifact import Artifact
 from rtmw_edge.backends.base import Runner
 from rtmw_edge.evaluation import PART_NAMES
+from rtmw_edge.evaluation.drift3d import root_aligned_drift_mm
 from rtmw_edge.evaluation.ground_truth import GroundTruthSet, pose_ap
 from rtmw_edge.predictor import BrokenOutputError
 
@@ -27,16 +29,19 @@ class PoseScorer:
         self.threads = threads
         self.progress = progress
         self.metric = "agreement" if evaluation is None else "ap"
+        self.depth: dict | None = fp32.meta.decoding.get("depth")
+        if self.depth is not None or evaluation is None:
+            from rtmw_edge.quantization.calibration import pose_calibration
+
+            self.crops = pose_calibration(None, tuple(fp32.meta.input_hw), size=reference_crops, seed=seed).inputs
+        if self.depth is not None:
+            self._reference_3d = self._lifted(self._predictor(fp32))
         if evaluation is not None:
             self.description = f"COCO-WholeBody AP on {evaluation.json_path.name} (ground-truth boxes, no flip)"
             self.fp32_ap = pose_ap(self._predictor(fp32), evaluation, progress)
             return
-        from rtmw_edge.quantization.calibration import pose_calibration
-
-        held_out = pose_calibration(None, tuple(fp32.meta.input_hw), size=reference_crops, seed=seed)
         self.description = (f"agreement with FP32 on {reference_crops} held-out crops of the shipped set "
                             f"(seed {seed}): OKS AP per part with FP32's predictions as ground truth")
-        self.crops = held_out.inputs
         self._reference = self._crop_predictions(self._predictor(fp32))
         self.fp32_ap = {part: 1.0 for part in PART_NAMES}
 
@@ -52,10 +57,27 @@ class PoseScorer:
             return {part: 0.0 for part in PART_NAMES}, {"broken": str(exc)}
 
     def _score(self, predictor) -> tuple[dict[str, float], dict]:
+        extra = {} if self.depth is None else {"drift_3d_mm": self._drift_3d(predictor)}
         if self.evaluation is not None:
-            return pose_ap(predictor, self.evaluation, self.progress), {}
+            return pose_ap(predictor, self.evaluation, self.progress), extra
         report = self._report(self._crop_predictions(predictor))
-        return report["oks_ap"], {"nme": report["nme"], "logit_snr_db": report["logit_snr_db"]}
+        return report["oks_ap"], {"nme": report["nme"], "logit_snr_db": report["logit_snr_db"], **extra}
+
+    def _lifted(self, predictor) -> tuple[np.ndarray, np.ndarray]:
+        """Camera-space keypoints [N,133,3] of the held-out crops, each crop taken as the image (the model's focal
+        length, the crop's centre), and which keypoints are valid (2D score above 0)."""
+        depth = self.depth
+        chunks = [predictor.simcc(self.crops[i:i + CHUNK]) for i in range(0, len(self.crops), CHUNK)]
+        simcc_x, simcc_y, simcc_z = (np.concatenate([c[axis] for c in chunks]) for axis in range(3))
+        keypoints, scores = topdown.decode(simcc_x, simcc_y, predictor.split_ratio)
+        z = topdown.decode_z(simcc_z, scores, predictor.split_ratio)
+        metres = topdown.depth_metres(z, depth["input_depth"], depth["z_range"])
+        h, w = self.crops.shape[2:]
+        return topdown.camera_space(keypoints, metres, depth["root_z"], (*depth["focal"], w / 2, h / 2)), scores > 0
+
+    def _drift_3d(self, predictor) -> dict[str, float]:
+        reference, valid = self._reference_3d
+        return root_aligned_drift_mm(reference, self._lifted(predictor)[0], valid, self.depth["root_keypoints"])
 
     def _predictor(self, artifact: Artifact, runner: Runner | None = None):
         from rtmw_edge.predictor import Predictor

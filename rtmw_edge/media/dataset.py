@@ -81,8 +81,9 @@ def predict_dataset(paths: Sequence[str | Path], artifact: str | Path = "rtmw-m"
     `artifact` is a pose artifact or a registered name (resolved here, once, as `Wholebody` does), `address` a Ray
     cluster (default: the one already initialised, else $RAY_ADDRESS, else a local Ray); `camera` (fx, fy, cx, cy)
     places a 3D model's keypoints, whose fields the JSON carries (3D views are drawn only without Ray);
-    `concurrency` (actors) and `threads` (per actor) default to the device profile's `[ray]`. `actor` is the class each actor runs: a
-    subclass of PoseActor may add to what an image gives, or (in the tests) die once to show Ray's retry.
+    `concurrency` (actors) and `threads` (per actor) default to the device profile's `[ray]`. `actor` is the class
+    each actor runs: a subclass of PoseActor may add to what an image gives, or (in the tests) die once to show
+    Ray's retry.
     """
     ray = _import_ray()
     inputs = collect_inputs(paths)

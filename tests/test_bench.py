@@ -297,6 +297,7 @@ def _record(artifact, metric: str, parts: dict[str, float], backend: str | None 
         Machine,
         Pair,
         QuantizationRecord,
+        Recommendation,
     )
 
     facts = ArtifactFacts(f"{artifact.folder.name}/{artifact.meta.main_file}", "fp32", 1.0, False)
@@ -306,7 +307,8 @@ def _record(artifact, metric: str, parts: dict[str, float], backend: str | None 
         evaluation=Evaluation(metric, "agreement with FP32"), budget=Budget(1.0, 2.0),
         artifacts=Artifacts(facts, facts), accuracy=Accuracy(parts, parts), kept_float=[], reverted_to_float=[],
         reverted_layers=[], attempts=[], latency_ms=Pair(1.0, 1.0), sensitivity=None,
-        verdicts={"pose": Verdict(None, {}, "untrained")}, machine=Machine("cpu", False, []), tools={})
+        verdicts={"pose": Verdict(None, {}, "untrained")}, machine=Machine("cpu", False, []), tools={},
+        recommended=Recommendation("fp32", "made up"))
 
 
 @pytest.mark.parametrize(("metric", "backend", "shown"), [

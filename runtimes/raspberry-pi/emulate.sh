@@ -97,6 +97,13 @@ rm -rf "$root/work"
 mkdir -p "$root/work"
 "$x86/bin/python" -m pip wheel --quiet --no-deps --no-build-isolation -w "$root/work/dist" "$repo" >/dev/null
 wheel="$(cd "$root/work/dist" && ls rtmw_edge-*.whl)"
+# the kit's profile says which backends run here (ranked) and so which pip extras install them
+read -r -a backends <<<"$("$x86/bin/python" -c 'import sys
+from rtmw_edge.profiles import load_profile
+print(*load_profile(sys.argv[1]).backends)' "$kit/profile.toml")"
+extras="$("$x86/bin/python" -c 'import sys
+from rtmw_edge.backends import get_backend
+print(",".join(get_backend(name).extra for name in sys.argv[1:]))' "${backends[@]}")"
 # made again only when the code or the recipe changed: the stamp is the hash of both
 work="$cache/x86-artifacts"
 stamp="$(cd "$repo" && find rtmw_edge quantize -name '*.py' -o -name '*.toml' | sort | xargs cat \
@@ -105,7 +112,9 @@ if [ "$(cat "$work/stamp" 2>/dev/null)" != "$stamp" ]; then
     say "x86: artifacts (untrained rtmw-m; small calibration: $kit/emulate/quick-recipe.toml)"
     rm -rf "$work"
     mkdir -p "$work"
-    for backend in ncnn onnxruntime; do   # FP32 and INT8 of each; ONNX Runtime's FP16 too (ncnn's needs Arm v8.2)
+    # FP32, INT8 and the float precisions x86 can make, of the profile's two first backends (the third's ARM plugin
+    # has no int8 kernels, and every artifact costs minutes under emulation)
+    for backend in "${backends[@]:0:2}"; do
         "$x86/bin/rtmw-edge" quantize --backend "$backend" --weights untrained --allow-untrained \
             --recipe "$kit/emulate/quick-recipe.toml" --out "$work/quantized" >"$work/quantize-$backend.log" 2>&1 \
             || die "x86 quantize --backend $backend failed: see $work/quantize-$backend.log"
@@ -126,9 +135,9 @@ say "x86: bench ($runs rounds, batch 1)"
     --out "$root/work/x86-keypoints.npz"
 
 # --- aarch64: the kit as a Pi owner installs and runs it (README.md) ---------------------------------------------
-say "aarch64: install (README.md: python3 -m venv ~/.venvs/rtmw-edge; pip install 'rtmw-edge[ncnn,onnxruntime,openvino]')"
+say "aarch64: install (README.md: python3 -m venv ~/.venvs/rtmw-edge; pip install 'rtmw-edge[$extras]')"
 inside "cd /work && python3 -m venv ~/.venvs/rtmw-edge && ~/.venvs/rtmw-edge/bin/pip install --quiet \
-    'dist/$wheel[ncnn,onnxruntime,openvino]'" >"$new/aarch64-install.log" 2>&1 \
+    'dist/$wheel[$extras]'" >"$new/aarch64-install.log" 2>&1 \
     || die "aarch64 install failed: see $new/aarch64-install.log"
 say "aarch64: runtimes/raspberry-pi/run_benchmark.sh ($runs rounds, batch 1)"
 threads=$(( $(nproc) < 4 ? $(nproc) : 4 ))   # the profile's 4 (a Pi's cores) where this machine has them

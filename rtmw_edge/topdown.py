@@ -8,6 +8,7 @@ root-relative depth, lifted to camera space with a focal length and a principal 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -70,11 +71,22 @@ def crop(image_bgr: np.ndarray, boxes: np.ndarray, input_hw: tuple[int, int], dt
 
 
 def normalize(crops_bgr: np.ndarray, dtype=np.float32) -> np.ndarray:
-    """[N,H,W,3] uint8 BGR -> [N,3,H,W] normalised RGB, (x - mean) / std as mmpose computes it."""
-    rgb = crops_bgr[..., ::-1].astype(dtype)
-    rgb -= np.asarray(MEAN_RGB, dtype)
-    rgb /= np.asarray(STD_RGB, dtype)
-    return np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))
+    """[N,H,W,3] uint8 BGR -> [N,3,H,W] normalised RGB, (x - mean) / std as mmpose computes it.
+
+    A uint8 channel has 256 values: each is looked up in a table of (v - mean) / std computed in `dtype`, which
+    gives the same numbers as computing every pixel, in a third of the time (pre-processing is ~10% of a frame).
+    """
+    table = _normalize_table(np.dtype(dtype))
+    out = np.empty((crops_bgr.shape[0], 3, *crops_bgr.shape[1:3]), dtype)
+    for channel in range(3):  # RGB channel c is BGR channel 2 - c
+        np.take(table[channel], crops_bgr[..., 2 - channel], out=out[:, channel])
+    return out
+
+
+@functools.cache
+def _normalize_table(dtype: np.dtype) -> np.ndarray:
+    values = np.arange(256).astype(dtype)[None, :]
+    return (values - np.asarray(MEAN_RGB, dtype)[:, None]) / np.asarray(STD_RGB, dtype)[:, None]
 
 
 def flip_batch(batch: np.ndarray) -> np.ndarray:

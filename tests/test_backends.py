@@ -187,3 +187,27 @@ def test_a_runner_refuses_a_precision_this_cpu_cannot_compute_naming_its_flag(rt
             else:
                 assert open_runner(path, precision=precision, **options).run(np.zeros((1, 3, 320, 320), np.float32))
     assert refused  # x86 has no Arm fp16, Arm no AMX
+
+
+def test_an_openvino_int8_ir_keeps_its_recipes_float_parts_and_an_unknown_one_is_one_line(tmp_path):
+    from tiny_artifact import constant_pose_onnx
+
+    from rtmw_edge.backends import get_backend
+    from rtmw_edge.backends.base import KeepFloat, Network
+    from rtmw_edge.machine import cpu_flags
+    from rtmw_edge.quantization.recipe import load_recipe
+
+    record, settings = get_backend("openvino"), load_recipe("openvino").quantizer
+    network = Network(constant_pose_onnx(tmp_path / "pose.onnx", 0.5, (16, 12)), "input", ("simcc_x", "simcc_y"))
+    calibration = np.random.default_rng(0).standard_normal((4, 3, 16, 12)).astype(np.float32)
+    has_bf16 = record.lacks("bf16", cpu_flags()) is None
+    for parts in ("bf16", "f32"):
+        folder = tmp_path / parts
+        folder.mkdir()
+        written = record.quantize(network, calibration, settings | {"float_parts": parts}, KeepFloat(), folder, "m")
+        runner = open_runner(folder / written.main_file, precision="int8")
+        assert runner.computes == ("bf16" if parts == "bf16" and has_bf16 else "f32")
+        assert open_runner(folder / written.main_file, precision="fp32").computes == "f32"
+    with pytest.raises(RtmwEdgeError, match="float_parts must be one of f32, bf16, got 'f16'"):
+        record.quantize(network, calibration, settings | {"float_parts": "f16"}, KeepFloat(), tmp_path, "m")
+    assert not list(tmp_path.glob("m.*"))

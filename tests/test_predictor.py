@@ -240,6 +240,17 @@ def test_cli_writes_one_overlay_of_the_input_size_per_photo(cli_run, mini):
 
 # -------------------------------------------------------------------------------- predictor inputs
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_normalize_gives_mmposes_per_pixel_arithmetic_bit_for_bit(dtype):
+    crops = np.random.default_rng(0).integers(0, 256, (3, 8, 6, 3), dtype=np.uint8)
+    crops[0, 0, 0] = (0, 128, 255)  # both ends of the range
+    rgb = crops[..., ::-1].astype(dtype)
+    expected = ((rgb - np.asarray(topdown.MEAN_RGB, dtype)) / np.asarray(topdown.STD_RGB, dtype)).transpose(0, 3, 1, 2)
+    got = topdown.normalize(crops, dtype)
+    assert got.dtype == dtype and got.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_gray_and_bgra_images_give_the_keypoints_of_their_bgr_version(predictor, small_photo):
     gray = cv2.cvtColor(small_photo, cv2.COLOR_BGR2GRAY)
     for image, as_bgr in ((gray, cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)),

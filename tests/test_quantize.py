@@ -13,11 +13,12 @@ import torch
 from oracle import MINI_DIR, MODELS_DIR, need, oracle_npz, oracle_state_dict
 
 from rtmw_edge.artifact import load_artifact
-from rtmw_edge.backends import get_backend
+from rtmw_edge.backends import get_backend, open_runner
 from rtmw_edge.backends.base import Tolerance
 from rtmw_edge.cli import main
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.exporter import export_model
+from rtmw_edge.machine import cpu_flags
 from rtmw_edge.predictor import Predictor
 from rtmw_edge.quantization import QuantizeResult, quantize
 from rtmw_edge.quantization.gate import Budget, judge, unjudged_reason
@@ -132,6 +133,15 @@ def test_trained_detector_loses_at_most_one_ap_in_int8(openvino_run):
     assert detector.box_ap.fp32 - detector.box_ap.int8 <= 0.010 and detector.box_ap.fp32 > 0.5
     assert detector.artifacts.int8.size_mb < detector.artifacts.fp32.size_mb
     assert detector.calibration.size == 100  # the recipe's [detector] calibration_size
+
+
+def test_int8_float_parts_compute_in_the_recipes_arithmetic_where_the_cpu_has_it(openvino_run):
+    folder = openvino_run[0].folder
+    pose = open_runner(load_artifact(folder / "rtmw-m-256x192-openvino-int8").main_path, precision="int8")
+    detector = open_runner(load_artifact(folder / "rtmdet-nano-openvino-int8").main_path, precision="int8")
+    has_bf16 = get_backend("openvino").lacks("bf16", cpu_flags()) is None
+    assert pose.computes == ("bf16" if has_bf16 else "f32")  # the shipped pose recipe: float_parts = "bf16"
+    assert detector.computes == "f32"  # [detector.quantizer] float_parts = "f32"
 
 
 def test_int8_artifact_runs_in_the_predictor(openvino_run):

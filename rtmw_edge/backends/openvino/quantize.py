@@ -13,6 +13,8 @@ import openvino as ov
 from tqdm import tqdm
 
 from rtmw_edge.backends.base import AccuracyControl, KeepFloat, Network, Written, as_batch
+from rtmw_edge.backends.openvino.runner import FLOAT_PARTS, FLOAT_PARTS_INFO
+from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.machine import resolve_auto
 
 AUTO_NAME = re.compile(r"[A-Za-z]+_\d+")
@@ -28,6 +30,7 @@ def quantize(network: Network, calibration: np.ndarray, settings: dict, keep: Ke
     at a time, until the metric is within the budget or `max_iterations` are spent; those layers are returned.
     """
     nncf.set_log_level(logging.WARNING)  # NNCF reports every op it skips at INFO; our table says what matters
+    float_parts = _float_parts(settings)
 
     model = ov.Core().read_model(str(network.path))
     dataset = nncf.Dataset([sample[None] for sample in calibration])
@@ -39,9 +42,17 @@ def quantize(network: Network, calibration: np.ndarray, settings: dict, keep: Ke
         quantized, reverted = _with_accuracy_control(model, dataset, calibration[:control.ranking_inputs],
                                                      _advanced(settings), arguments, control, progress)
     _stable_names(quantized)
+    quantized.set_rt_info(float_parts, FLOAT_PARTS_INFO)
     path = folder / f"{stem}.xml"
     ov.save_model(quantized, str(path), compress_to_fp16=False)
     return Written(path.name, network.input_name, list(network.output_names), reverted=reverted)
+
+
+def _float_parts(settings: dict) -> str:
+    if settings["float_parts"] not in FLOAT_PARTS:
+        raise RtmwEdgeError(f"recipe [quantizer] float_parts must be one of {', '.join(FLOAT_PARTS)}, "
+                            f"got {settings['float_parts']!r}")
+    return settings["float_parts"]
 
 
 def _arguments(settings: dict, keep: KeepFloat, available: int) -> dict:

@@ -1,7 +1,8 @@
 """Person boxes from an RTMDet or YOLOX detector on any backend: the top-down pose model needs one box per person.
 
-The output layout is read from the outputs themselves (RTMDet's raw three-level head, or mmdeploy's end-to-end
-`dets`/`labels`), so nothing here depends on which backend runs the network. The letterbox's mean, std and pad
+The output layout is read from the outputs themselves (RTMDet's raw three-level head, mmdeploy's end-to-end
+`dets`/`labels`, or such a graph cut before its NMS: `boxes`/`scores`), so nothing here depends on which backend
+runs the network; NMS is always ours, with the thresholds given. The letterbox's mean, std and pad
 come from the artifact's sidecar (RTMDet's when a bare model file is given).
 """
 
@@ -100,23 +101,36 @@ def _decode(outputs: list[np.ndarray], size: tuple[int, int]) -> tuple[np.ndarra
     """Boxes [M,4] and scores [M] in network-input pixels from the first image of either output layout."""
     if _is_head(outputs):
         return _decode_head(outputs, size)
+    if (found := _boxes_and_scores(outputs)) is not None:
+        boxes, scores = found
+        return boxes[0].astype(np.float32), scores[0, :, PERSON_CLASS].astype(np.float32)
     dets = _dets(outputs)
     if dets is None:
         raise RtmwEdgeError(f"detector outputs {_shapes(outputs)} are {_NOT_A_DETECTOR}")
     return dets[0, :, :4].astype(np.float32), dets[0, :, 4].astype(np.float32)
 
 
-_NOT_A_DETECTOR = "neither RTMDet head maps [N,H,W,5] nor mmdeploy dets [N,k,5] + labels [N,k]"
+_NOT_A_DETECTOR = ("neither RTMDet head maps [N,H,W,5], boxes [N,M,4] + scores [N,M,C] nor mmdeploy dets [N,k,5] + "
+                   "labels [N,k]")
+PERSON_CLASS = 0  # of a detector's scores [N,M,C]: person detectors have one class, COCO's person is its first
 
 
 def check_detector_outputs(outputs: list[np.ndarray], path: Path) -> None:
     """Refuse a network whose outputs no detector gives (a pose model passed as the detector) before it is used."""
-    if not _is_head(outputs) and _dets(outputs) is None:
+    if not _is_head(outputs) and _boxes_and_scores(outputs) is None and _dets(outputs) is None:
         raise RtmwEdgeError(f"{path} is not a person detector: its outputs {_shapes(outputs)} are {_NOT_A_DETECTOR}")
 
 
 def _is_head(outputs: list[np.ndarray]) -> bool:
     return bool(outputs) and all(out.ndim == 4 and out.shape[-1] == 5 for out in outputs)
+
+
+def _boxes_and_scores(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """An end-to-end detector cut before its NMS (`onnx_io.without_nms`): boxes [N,M,4], scores [N,M,C]."""
+    if len(outputs) != 2 or any(out.ndim != 3 for out in outputs):
+        return None
+    boxes, scores = outputs
+    return (boxes, scores) if boxes.shape[-1] == 4 and scores.shape[:2] == boxes.shape[:2] else None
 
 
 def _dets(outputs: list[np.ndarray]) -> np.ndarray | None:

@@ -6,3 +6,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 venv="${VENV:-$HOME/.venvs/rtmw-edge}"
 out="${OUT:-bench-$(hostname)}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+# install_rtmw_edge EXTRAS: rtmw-edge with those extras into $venv. A wheel rebuilt under the same version is
+# installed again (pip would keep the older copy as "already satisfied"); its dependencies are left as they are.
+install_rtmw_edge() {
+    local package="${RTMW_EDGE:-rtmw-edge}"
+    "$venv/bin/python" -m pip install --quiet "$package[$1]"
+    if [ -e "$package" ]; then "$venv/bin/python" -m pip install --quiet --no-deps --force-reinstall "$package"; fi
+}

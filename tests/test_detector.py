@@ -141,3 +141,39 @@ def test_unrecognised_detector_outputs_are_reported_with_their_shapes(tmp_path):
     path = _constant_model(tmp_path / "classifier.onnx", {"logits": np.zeros((1, 7), np.float32)})
     with pytest.raises(RtmwEdgeError, match=r"\(1, 7\)"):
         Detector(path).detect(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_an_end_to_end_detector_is_cut_before_its_nms_and_finds_the_boxes_its_nms_kept(tmp_path, photos):
+    from end2end_detector import IN_GRAPH_IOU, end2end_detector
+    from oracle import MODELS_DIR
+
+    from rtmw_edge.detector import open_detector
+    from rtmw_edge.exporter import export_detector
+
+    full = end2end_detector(need(MODELS_DIR / "rtmdet-nano.onnx"), tmp_path / "end2end.onnx")
+    artifact, _ = export_detector(full, "onnxruntime", out_dir=tmp_path / "out", name="end2end")
+    assert artifact.meta.output_names == ["boxes", "scores"]  # no NonMaxSuppression left to run
+    cut, in_graph = open_detector(artifact.folder), Detector(full, nms_iou=IN_GRAPH_IOU)
+    found = 0
+    for image, _ in photos:
+        expected = in_graph.detect(image)  # the graph's own NMS (then ours, which keeps all of it)
+        np.testing.assert_allclose(cut.detect(image), expected, atol=1e-3)
+        found += len(expected)
+    assert found >= MIN_PEOPLE_FOUND
+
+
+def test_an_nms_whose_boxes_cannot_be_traced_is_one_line(tmp_path):
+    from onnx import TensorProto, helper
+
+    from rtmw_edge.onnx_io import without_nms
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["input"], ["pooled"], axes=[1], keepdims=1),
+         helper.make_node("NonMaxSuppression", ["pooled", "pooled"], ["selected"])], "odd",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("selected", TensorProto.INT64, ["n", 3])])
+    path = tmp_path / "odd.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    with pytest.raises(RtmwEdgeError, match="cannot find the boxes") as caught:
+        without_nms(path, tmp_path / "cut.onnx")
+    assert "\n" not in str(caught.value) and not (tmp_path / "cut.onnx").exists()

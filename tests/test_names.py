@@ -11,8 +11,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import pytest
+from end2end_detector import end2end_detector
 from http_mirror import Mirror, closed_port, running_mirror
+from oracle import MINI_DIR, MODELS_DIR, need
 from sdk_zips import detector_onnx, official_path, pose_onnx, sdk_zip
 
 from rtmw_edge.model.detectors import get_detector
@@ -22,6 +25,8 @@ from rtmw_edge.profiles import default_profile_name, load_profile
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "calib_data" / "astronaut.jpg"
 NO_TORCH = "import sys; sys.modules['torch'] = None\n"  # import torch now fails, as where it is not installed
+# `pip install 'rtmw-edge[ncnn]'` and pnnx's executable: no torch and no runtime that reads ONNX
+NCNN_ONLY = NO_TORCH + "sys.modules['onnxruntime'] = None; sys.modules['openvino'] = None\n"
 RTMW_M = get_spec("rtmw-m")
 
 
@@ -36,8 +41,8 @@ def mirror(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         yield server
 
 
-def without_torch(code: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", NO_TORCH + code], cwd=cwd, env=dict(os.environ),
+def without_torch(code: str, cwd: Path, blocked: str = NO_TORCH) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", blocked + code], cwd=cwd, env=dict(os.environ),
                           capture_output=True, text=True, timeout=300)
 
 
@@ -58,6 +63,35 @@ def test_predict_a_photo_with_no_other_argument_and_no_torch_then_two_lines_of_p
     done = without_torch(two_lines, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("1 (133, 2) rtmw-m-256x192 ") and "making" not in done.stderr
+
+
+def test_with_only_ncnn_a_photo_gets_the_people_of_an_end_to_end_detector_whose_nms_ncnn_cannot_run(
+        cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rtmw_edge.artifact import load_artifact
+    from rtmw_edge.exporter import export_model
+
+    raw, photo = need(MODELS_DIR / "rtmdet-nano.onnx"), need(MINI_DIR / "000000001000.jpg")
+    nano = get_detector("rtmdet-nano")
+    # a real RTMW graph (untrained weights) stands in for OpenMMLab's ONNX: pnnx must convert the real thing
+    rtmw = export_model("rtmw-m", "onnxruntime", weights="untrained", out_dir=tmp_path / "x", progress=False)[0]
+    with running_mirror() as server:
+        server.serve(official_path(RTMW_M.onnx_sdk_url), sdk_zip(load_artifact(rtmw.folder).main_path.read_bytes()))
+        server.serve(official_path(nano.url), sdk_zip(end2end_detector(raw, tmp_path / "end2end.onnx").read_bytes()))
+        monkeypatch.setenv("RTMW_EDGE_MIRROR", server.base)
+        done = without_torch("from rtmw_edge.cli import main\n"
+                             f"sys.exit(main(['predict', {str(photo)!r}, '--detector', 'rtmdet-nano', "
+                             "'--backend', 'ncnn']))", tmp_path, blocked=NCNN_ONLY)
+    assert done.returncode == 0, done.stderr
+    made = sorted(p.name for p in (cache / "artifacts").iterdir())
+    assert made == ["rtmdet-nano-ncnn-fp32", "rtmw-m-256x192-ncnn-fp32"]
+    from rtmw_edge.detector import Detector  # the people the raw head finds, through ONNX Runtime here
+
+    people = Detector(raw).detect(cv2.imread(str(photo)))
+    assert len(people) >= 10  # the photo's crowd
+    boxes = [entry["box"] for entry in json.loads((tmp_path / "predict-out" / "predictions.json").read_text())]
+    assert len(boxes) == len(people)
+    assert max(abs(a - b) for got, want in zip(boxes, people[:, :4].tolist(), strict=True)
+               for a, b in zip(got, want, strict=True)) < 0.05  # pixels
 
 
 def test_a_model_without_official_onnx_and_no_torch_is_one_line_naming_the_extra(cache: Path, tmp_path: Path

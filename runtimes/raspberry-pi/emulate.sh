@@ -68,15 +68,17 @@ build_root() {
 }
 [ -e "$root/.rtmw-edge-root" ] || build_root
 
-# --- inside the root: /proc (through-qemu reads /proc/self/exe), /dev, and pip's cache kept outside it ---------------
+# --- inside the root: /proc (through-qemu reads /proc/self/exe), /sys (the runtimes' cpuinfo counts the cores there),
+# /dev, and pip's cache kept outside it ------------------------------------------------------------------------------
 mounted=()
 cleanup() { local m; for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done; }
 trap cleanup EXIT
-mkdir -p "$cache/pip" "$root/var/cache/pip"
-for target in "$root/proc" "$root/dev" "$root/var/cache/pip"; do   # never a link: the mount would follow it out
+mkdir -p "$cache/pip" "$root/var/cache/pip" "$root/sys"
+for target in "$root/proc" "$root/sys" "$root/dev" "$root/var/cache/pip"; do   # never a link: the mount would follow it out
     [ -d "$target" ] && [ ! -L "$target" ] || die "$target is not a plain folder: remove $root and run again"
 done
 mount -t proc proc "$root/proc" && mounted+=("$root/proc")
+mount --rbind /sys "$root/sys" && mounted+=("$root/sys")
 mount --bind /dev "$root/dev" && mounted+=("$root/dev")
 mount --bind "$cache/pip" "$root/var/cache/pip" && mounted+=("$root/var/cache/pip")
 cp /etc/resolv.conf "$root/etc/resolv.conf"

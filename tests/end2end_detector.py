@@ -14,13 +14,24 @@ IN_GRAPH_SCORE = 0.3  # and its score threshold
 PRE_TOP_K = 1000
 
 
-def end2end_detector(raw_head: Path, out: Path) -> Path:
+def end2end_detector(raw_head: Path, out: Path, size: int | None = None) -> Path:
+    """`size`: the input side instead of the head's own (its upsampling is by scale: any multiple of 32 runs),
+    to stand in for a registered detector of another input size (rtmdet-m's 640)."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper, shape_inference
 
     model = onnx.load(str(raw_head))
     graph = model.graph
     (image,) = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+    if size is not None:
+        for dim in image.type.tensor_type.shape.dim[2:]:
+            dim.dim_value = size
+        del graph.value_info[:]
+        for output in graph.output:
+            output.type.tensor_type.ClearField("shape")
+        model = shape_inference.infer_shapes(model)
+        graph = model.graph
+        (image,) = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
     height, width = (d.dim_value for d in image.type.tensor_type.shape.dim[2:])
     for node in graph.node:  # the SDK's input is called `input`
         node.input[:] = ["input" if name == image.name else name for name in node.input]

@@ -135,7 +135,9 @@ def test_on_stress_weights_the_naive_scheme_fails_the_gate_the_shipped_one_passe
     assert shipped.verdicts["pose"].passed is True and shipped.accuracy.int8["wholebody"] > 0.6
     assert shipped.accuracy.logit_snr_db > naive.accuracy.logit_snr_db + 4
     assert shipped.int8_kernels["QLinearConv"] > 90  # the backbone and neck run int8 kernels
-    assert shipped.recommended.precision == ("int8" if shipped.latency_ms.int8 < shipped.latency_ms.fp32 else "fp32")
+    recommended = shipped.recommended
+    assert recommended.precision == "fp32" or shipped.latency_ms.int8 < shipped.latency_ms.fp32
+    assert recommended.precision == "int8" or "not faster" in recommended.reason
 
 
 def test_channel_equalisation_is_exact_on_rtmw(stress_runs):

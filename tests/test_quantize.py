@@ -21,9 +21,9 @@ from rtmw_edge.exporter import export_model
 from rtmw_edge.machine import cpu_flags
 from rtmw_edge.predictor import Predictor
 from rtmw_edge.quantization import QuantizeResult, quantize
-from rtmw_edge.quantization.gate import Budget, judge, unjudged_reason
+from rtmw_edge.quantization.gate import Budget, Verdict, judge, unjudged_reason
 from rtmw_edge.quantization.recipe import load_recipe
-from rtmw_edge.quantization.record import QuantizationRecord
+from rtmw_edge.quantization.record import QuantizationRecord, Recommendation
 
 # A fast recipe for tests: few calibration crops; everything else is the shipped default.
 FAST = """
@@ -189,9 +189,9 @@ def test_onnxruntime_quantize_is_byte_identical_for_the_same_inputs_and_keeps_th
     assert detector.quantizer["equalize"] is True and record.verdicts["detector"].passed is True
     assert detector.box_ap.fp32 - detector.box_ap.int8 <= 0.010 and detector.box_ap.fp32 > 0.5
     assert detector.int8_kernels["QLinearConv"] == 123 and record.int8_kernels["QLinearConv"] > 90
-    faster = detector.latency_ms.int8 < detector.latency_ms.fp32
-    assert detector.recommended.precision == ("int8" if faster else "fp32")  # measured: INT8 2x slower here
-    assert faster or "not faster" in detector.recommended.reason
+    faster = detector.latency_ms.int8 < detector.latency_ms.fp32  # measured: INT8 2x slower here
+    assert detector.recommended.precision == "fp32" or faster
+    assert detector.recommended.precision == "int8" or "not faster" in detector.recommended.reason
     assert_runs_in_the_predictor(folder, "onnxruntime")
 
 
@@ -327,6 +327,19 @@ def test_gate_judges_drops_against_the_budget():
     assert untrained.passed is None and "untrained weights" in untrained.reason
     box = judge({"box": 0.70}, {"box": 0.685}, budget, headline="box")  # held to the whole-body budget
     assert box.passed is False and "budget 1" in box.reason
+
+
+def test_the_recommendation_is_a_lower_precision_only_when_it_is_faster_beyond_the_noise():
+    passed, failed = Verdict(True, {}, "within budget"), Verdict(False, {"face": 3.0}, "face dropped")
+    latency = {"fp32": 10.0, "int8": 9.6, "bf16": 7.0}
+    noisy, clear = (0.96 * 1.04, 0.9, 1.1), (1.43, 1.3, 1.6)
+    within_noise = Recommendation.of(latency, {"int8": passed}, {"int8": noisy})
+    assert within_noise.precision == "fp32" and "beyond the timing noise" in within_noise.reason
+    assert Recommendation.of({**latency, "int8": 7.0}, {"int8": passed}, {"int8": clear}).precision == "int8"
+    both = Recommendation.of(latency, {"int8": passed, "bf16": passed}, {"int8": noisy, "bf16": clear})
+    assert both.precision == "bf16"
+    assert Recommendation.of(latency, {"int8": failed, "bf16": failed}, {"int8": clear, "bf16": clear}
+                             ).precision == "fp32"
 
 
 def test_sensitivity_measures_each_group_alone_and_its_table_reads_back_as_a_recipe(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from rtmw_edge.artifact import Artifact, load_artifact, write_metadata
 from rtmw_edge.backends import get_backend, open_runner
 from rtmw_edge.backends.base import AccuracyControl, KeepFloat
-from rtmw_edge.bench.timing import interleaved_latency
+from rtmw_edge.bench.timing import interleaved_latency, speedup
 from rtmw_edge.detector import Detector, open_detector
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.evaluation.boxes import detector_ap
@@ -53,7 +53,7 @@ from rtmw_edge.quantization.record import (
 from rtmw_edge.quantization.report import render_report, render_table
 from rtmw_edge.quantization.scoring import PoseScorer
 
-LATENCY_RUNS = 10
+LATENCY_RUNS = 20
 REPORT_FILE = "report.md"
 
 
@@ -224,7 +224,7 @@ def _quantize_pose(job: _Job, fp32: Artifact, calib: CalibrationSet, ground_trut
     candidates.close()
     _mark(int8, verdict, keep, calib, recipe.quantizer)
     floats, skipped = make_floats(fp32, job.floats, folder, scorer, job.budget, job.progress, why_not)
-    latency = _latency([fp32, int8, *(f.artifact for f in floats)], job.threads, job.progress)
+    latency, speedups = _latency([fp32, int8, *(f.artifact for f in floats)], job.threads, job.progress)
     return QuantizationRecord(
         model=fp32.meta.model, backend=recipe.backend, trained=fp32.meta.trained, weights=fp32.meta.weights,
         recipe=recipe.tables(), calibration=_calibration_facts(calib, recipe.calibration.seed),
@@ -237,7 +237,7 @@ def _quantize_pose(job: _Job, fp32: Artifact, calib: CalibrationSet, ground_trut
         machine=Machine(cpu_name(), has_vnni(), sorted(cpu_flags() & ISA_FLAGS)), tools=tool_versions(),
         floats=[_float_result(f, latency[f.artifact.meta.precision]) for f in floats], skipped_precisions=skipped,
         recommended=Recommendation.of(latency, {"int8": verdict, **{f.artifact.meta.precision: f.verdict
-                                                                    for f in floats}}),
+                                                                    for f in floats}}, speedups),
         int8_kernels=int8.meta.quantization["int8_kernels"])
 
 
@@ -310,14 +310,17 @@ def _mark(int8: Artifact, verdict: Verdict, keep: list[str], calib: CalibrationS
     write_metadata(int8.folder, int8.meta)
 
 
-def _latency(artifacts: Sequence[Artifact], threads: int | None, progress: bool = False) -> dict[str, float]:
-    """Precision -> ms, the median of batch-1 runs interleaved across the artifacts."""
+def _latency(artifacts: Sequence[Artifact], threads: int | None, progress: bool = False
+             ) -> tuple[dict[str, float], dict[str, tuple[float, float, float]]]:
+    """Precision -> ms, the median of batch-1 runs interleaved across the artifacts (FP32 first), and each
+    precision's speed-up over FP32 with its paired bootstrap interval."""
     batch = np.zeros((1, 3, *artifacts[0].meta.input_hw), np.float32)
     runners = {a.meta.precision: open_runner(a.main_path, a.meta.backend, threads=threads, **a.runner_options)
                for a in artifacts}
     times = interleaved_latency({k: (lambda r=r: r.run(batch)) for k, r in runners.items()}, runs=LATENCY_RUNS,
                                 progress=progress, desc="latency")
-    return {k: round(float(np.median(v)) * 1000, 2) for k, v in times.items()}
+    return ({k: round(float(np.median(v)) * 1000, 2) for k, v in times.items()},
+            {k: speedup(times["fp32"], v) for k, v in times.items() if k != "fp32"})
 
 
 def _float_result(scored: Scored, latency_ms: float) -> FloatResult:
@@ -376,12 +379,12 @@ def _quantize_detector(job: _Job, onnx: Path, folder: Path, ground_truth: Ground
         searched.close()
         box_ap = Pair(fp32_ap, int8_ap)
     _mark(int8, verdict, reverted, calib, settings)
-    latency = _latency([fp32, int8], job.threads, job.progress)
+    latency, speedups = _latency([fp32, int8], job.threads, job.progress)
     part = DetectorRecord(model=fp32.meta.model, artifacts=Artifacts(_facts(fp32), _facts(int8)),
                           calibration=_calibration_facts(calib, recipe.calibration.seed),
                           quantizer=settings, box_ap=box_ap, reverted_to_float=reverted, attempts=attempts,
                           latency_ms=Pair(latency["fp32"], latency["int8"]),
-                          recommended=Recommendation.of(latency, {"int8": verdict}),
+                          recommended=Recommendation.of(latency, {"int8": verdict}, speedups),
                           int8_kernels=int8.meta.quantization["int8_kernels"])
     return part, verdict
 

@@ -48,23 +48,27 @@ class Pair:
 @dataclass(frozen=True)
 class Recommendation:
     """Which artifact to deploy on the machine that quantized: the fastest here of FP32 and the precisions that
-    passed the gate (or were not judged); a slower INT8 is not shipped as the better one."""
+    passed the gate (or were not judged) and are faster than FP32 beyond the timing noise (the paired bootstrap
+    interval of their speed-up lies above 1); a slower INT8, or one as fast, is not shipped as the better one."""
 
     precision: str
     reason: str
 
     @classmethod
-    def of(cls, latency_ms: dict[str, float], verdicts: dict[str, Verdict]) -> Recommendation:
-        """`latency_ms` and `verdicts` by precision (FP32 is the reference: it needs no verdict)."""
+    def of(cls, latency_ms: dict[str, float], verdicts: dict[str, Verdict],
+           speedups: dict[str, tuple[float, float, float]]) -> Recommendation:
+        """By precision: `latency_ms` (medians), `verdicts` and `speedups` over FP32 (ratio, low, high; FP32 is
+        the reference: it needs neither)."""
         allowed = ["fp32", *(p for p, v in verdicts.items() if v.passed is not False)]
-        best = min(allowed, key=lambda p: latency_ms[p])
+        faster = ["fp32", *(p for p in allowed[1:] if speedups[p][1] > 1.0)]
+        best = min(faster, key=lambda p: latency_ms[p])
         timing = ", ".join(f"{p} {ms:g} ms" for p, ms in latency_ms.items())
         if "int8" not in allowed:
             return cls(best, f"INT8 failed the gate; {best.upper()} is the fastest left here ({timing})")
         if best != "int8":
-            ratio = latency_ms["int8"] / latency_ms[best]
-            return cls(best, f"INT8 is not faster than {best.upper()} on this machine ({ratio:.2f}x its latency: "
-                             f"{timing})")
+            ratio, low, high = speedups["int8"]
+            return cls(best, f"INT8 is not faster than {best.upper()} on this machine beyond the timing noise "
+                             f"(FP32/INT8 latency {ratio:.2f}x, 95% interval {low:.2f}-{high:.2f}: {timing})")
         return cls("int8", f"INT8 is the fastest here ({timing})")
 
 

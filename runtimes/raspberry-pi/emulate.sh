@@ -68,25 +68,29 @@ build_root() {
 }
 [ -e "$root/.rtmw-edge-root" ] || build_root
 
-# --- inside the root: /proc (through-qemu reads /proc/self/exe), /sys (the runtimes' cpuinfo counts the cores there),
-# /dev, and pip's cache kept outside it ------------------------------------------------------------------------------
+# --- inside the root: /proc (through-qemu reads /proc/self/exe), /dev, and pip's cache kept outside it ---------------
+# Not /sys: the host's describes x86 cores, and ONNX Runtime's cpuinfo, reading them as arm64's, crashes at import
+# (segmentation fault); without it cpuinfo warns and ONNX Runtime counts the cores itself.
 mounted=()
 cleanup() { local m; for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done; }
 trap cleanup EXIT
-mkdir -p "$cache/pip" "$root/var/cache/pip" "$root/sys"
-for target in "$root/proc" "$root/sys" "$root/dev" "$root/var/cache/pip"; do   # never a link: the mount would follow it out
+mkdir -p "$cache/pip" "$root/var/cache/pip"
+for target in "$root/proc" "$root/dev" "$root/var/cache/pip"; do   # never a link: the mount would follow it out
     [ -d "$target" ] && [ ! -L "$target" ] || die "$target is not a plain folder: remove $root and run again"
 done
 mount -t proc proc "$root/proc" && mounted+=("$root/proc")
-mount --rbind /sys "$root/sys" && mounted+=("$root/sys")
 mount --bind /dev "$root/dev" && mounted+=("$root/dev")
 mount --bind "$cache/pip" "$root/var/cache/pip" && mounted+=("$root/var/cache/pip")
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 # a machine whose traffic passes a proxy with its own certificate authority names it in PIP_CERT: take it along
 cert=""
 if [ -n "${PIP_CERT:-}" ] && [ -f "$PIP_CERT" ]; then cp "$PIP_CERT" "$root/etc/host-ca.crt"; cert=/etc/host-ca.crt; fi
-inside() {   # a command in the root as on a Pi: bash as root, home /root; RTMW_EDGE_EMULATED marks the emulation
+# a command in the root as on a Pi: bash as root, home /root; RTMW_EDGE_EMULATED marks the emulation. The CPU is a
+# Raspberry Pi 5's Cortex-A76 (QEMU_CPU): qemu's default 'max' adds SVE and SME, which no Pi has, and ONNX Runtime's
+# fp16 path crashed on it under emulation (segmentation fault)
+inside() {
     chroot "$root" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
+        QEMU_CPU="${QEMU_CPU:-cortex-a76}" \
         PIP_CACHE_DIR=/var/cache/pip PIP_DISABLE_PIP_VERSION_CHECK=1 ${cert:+PIP_CERT=$cert} \
         ${HTTPS_PROXY:+HTTPS_PROXY=$HTTPS_PROXY} ${https_proxy:+https_proxy=$https_proxy} \
         RTMW_EDGE_EMULATED=qemu-user /bin/bash -c "$1"

@@ -13,7 +13,7 @@ from functools import cache
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from rtmw_edge.backends import BACKENDS
+from rtmw_edge.backends import BACKENDS, usable_cores
 
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 # the flags that decide INT8, BF16 and FP16 speed, recorded with every measurement
@@ -138,8 +138,7 @@ def tool_versions() -> dict[str, str]:
 def describe_machine() -> Machine:
     """This machine, as it runs this process."""
     flags = cpu_flags()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return Machine(cpu=cpu_name(), arch=platform.machine(), cores=cores, isa=tuple(sorted(flags & ISA_FLAGS)),
+    return Machine(cpu=cpu_name(), arch=platform.machine(), cores=usable_cores(), isa=tuple(sorted(flags & ISA_FLAGS)),
                    flags=tuple(sorted(flags)), vnni=has_vnni(flags), os=platform.platform(),
                    hostname=platform.node(), python=platform.python_version(), libraries=tool_versions(),
                    emulated=emulation())

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtmw_edge.backends import BACKENDS
+from rtmw_edge.backends import BACKENDS, usable_cores
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.model.detectors import DETECTORS, find_detector
 from rtmw_edge.packaged import package_data, read_toml
@@ -103,8 +103,13 @@ class Profile:
         return next((rule for rule in self.rules if flags & set(rule.flags)), None)
 
     def runner_options(self, backend: str, threads: int | None = None) -> dict[str, object]:
-        """Options for `open_runner`/`Predictor` on `backend`; an explicit `threads` wins over the profile's."""
-        return {"threads": threads or self.threads, "device": self.devices.get(backend)}
+        """Options for `open_runner`/`Predictor` on `backend`; an explicit `threads` wins over the profile's,
+        which is a device's core count: a machine with fewer cores (a smaller board, a container) gets them all."""
+        return {"threads": threads or self.cores(), "device": self.devices.get(backend)}
+
+    def cores(self) -> int | None:
+        """The profile's threads, at most the CPUs this process may use (None: each runtime's choice)."""
+        return min(self.threads, usable_cores()) if self.threads else None
 
     def rank(self, backend: str, precision: str) -> tuple[int, int]:
         """Sort key: the profile's preferred backend first, then its preferred precision."""

@@ -3,11 +3,14 @@ them with what a quantize record measured (plain figures here: the choice must n
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.profiles import load_profile
 
+ROOT = Path(__file__).resolve().parents[1]
 AMX = frozenset({"avx2", "avx512f", "avx512_vnni", "amx_int8", "amx_bf16", "avx512_bf16"})
 VNNI = frozenset({"avx2", "avx512f", "avx512_vnni"})
 AVX2 = frozenset({"avx2", "fma"})
@@ -62,3 +65,26 @@ def test_a_bad_choose_rule_is_one_line_naming_it(tmp_path, rule, message):
     with pytest.raises(RtmwEdgeError) as caught:
         load_profile(path)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_profiles_threads_beyond_the_cores_this_process_may_use_become_all_of_them(tmp_path):
+    """The Raspberry Pi profile's 4 threads on one core (a smaller board, a container): it runs on that core,
+    never 'threads must be from 1 to 1' (the explicit --threads check is for what the user typed)."""
+    import json
+    import subprocess
+    import sys
+
+    from tiny_artifact import constant_artifact
+
+    assert load_profile("raspberry-pi").threads == 4
+    pose = constant_artifact(tmp_path / "pose", 0.5)
+    code = ("import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+            "from rtmw_edge.profiles import load_profile\n"
+            "print(load_profile('raspberry-pi').runner_options('ncnn')['threads'], flush=True)\n"
+            "from rtmw_edge.cli import main\n"
+            f"sys.exit(main(['predict', {str(ROOT / 'calib_data' / 'astronaut.jpg')!r}, '--model', {str(pose)!r}, "
+            f"'--detector', 'none', '--device-profile', 'raspberry-pi', '--out', {str(tmp_path / 'out')!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "1"
+    assert len(json.loads((tmp_path / "out" / "predictions.json").read_text())) == 1

@@ -12,7 +12,7 @@ from rtmw_edge.backends.base import Backend, Runner
 from rtmw_edge.errors import RtmwEdgeError
 
 __all__ = ["BACKENDS", "REFERENCE_BACKEND", "Backend", "Runner", "backend_for", "backend_names", "check_threads",
-           "get_backend", "open_runner"]
+           "get_backend", "open_runner", "usable_cores"]
 
 
 def _discover() -> dict[str, Backend]:
@@ -49,12 +49,17 @@ def backend_for(path: str | Path) -> str:
     raise RtmwEdgeError(f"{path}: unknown model suffix {suffix!r}; supported: {supported}")
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on (a container's or taskset's share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def check_threads(threads: int | None) -> int | None:
     """None leaves the choice to the runtime; otherwise 1 up to the CPUs this process may use, since more
     threads than cores only makes every runtime slower (a hundred times, with --threads 1000)."""
     if threads is None:
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cores:
         raise RtmwEdgeError(f"threads must be a whole number from 1 to {cores} (the CPUs this machine gives "
                             f"this process), got {threads!r}")

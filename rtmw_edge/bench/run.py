@@ -159,7 +159,7 @@ def choose_baseline(names: Sequence[str], artifacts: Sequence[Artifact], wanted:
 def run_bench(paths: Sequence[str | Path], settings: BenchSettings) -> BenchRun:
     """Load, evaluate and time every pose artifact found in `paths`; write results.json and the reports."""
     profile = load_profile(settings.device_profile) if settings.device_profile else None
-    threads = _given_or(settings.threads, profile.threads if profile else None, "--threads")
+    threads = _given_or(settings.threads, profile.cores() if profile else None, "--threads")
     batch = _given_or(settings.batch, profile.batch if profile else DEFAULT_BATCH, "--batch")
     runs = _given_or(settings.runs, profile.runs if profile else DEFAULT_RUNS, "--runs")
     found = find_pose_artifacts(paths)

@@ -150,6 +150,16 @@ threads=$(( $(nproc) < 4 ? $(nproc) : 4 ))   # the profile's 4 (a Pi's cores) wh
 inside "cd /work && RTMW_EDGE=dist/$wheel OUT=bench-aarch64 runtimes/raspberry-pi/run_benchmark.sh quantized/ \
     --runs $runs --batch 1 --threads $threads" >"$new/aarch64.log" 2>&1 || die "aarch64 run_benchmark.sh failed: see $new/aarch64.log"
 cp -r "$root/work/bench-aarch64" "$new/aarch64"
+# the Jetson kit's part that runs without a GPU: its first backend's device preference list on aarch64, each
+# step down one line, then the model on the CPU (the install is the same wheels; no NVIDIA provider here)
+read -r jetson_backend jetson_device <<<"$("$x86/bin/python" -c 'import sys
+from rtmw_edge.profiles import load_profile
+profile = load_profile(sys.argv[1])
+print(profile.backends[0], profile.runner_options(profile.backends[0])["device"])' "$repo/runtimes/jetson/profile.toml")"
+say "aarch64: the Jetson profile's $jetson_backend device '$jetson_device'"
+inside "cd /work && ~/.venvs/rtmw-edge/bin/rtmw-edge predict astronaut.jpg --detector none --out jetson-predict \
+    --model quantized/rtmw-m-256x192-$jetson_backend/rtmw-m-256x192-$jetson_backend-fp32 --device '$jetson_device'" \
+    >"$new/jetson-fallback.log" 2>&1 || die "the Jetson device fallback failed: see $new/jetson-fallback.log"
 inside "cd /work && ~/.venvs/rtmw-edge/bin/python runtimes/raspberry-pi/emulate/keypoints.py dump quantized \
     --crops-from x86-keypoints.npz --out aarch64-keypoints.npz"
 

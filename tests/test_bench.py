@@ -17,7 +17,7 @@ import pytest
 from oracle import MINI_DIR, MODELS_DIR, need
 
 from rtmw_edge.artifact import load_artifact
-from rtmw_edge.backends import BACKENDS
+from rtmw_edge.backends import BACKENDS, usable_cores
 from rtmw_edge.bench import FORMAT, BenchResults, Figures, read_results
 from rtmw_edge.bench.accuracy import recorded_accuracy
 from rtmw_edge.bench.measure import measure_latency
@@ -199,11 +199,11 @@ def test_every_shipped_profile_parses_and_applies(exports):
                                                if p.meta.backend not in profile.backends}
         for item in planned:
             backend = item.artifact.meta.backend
-            assert item.options == {"threads": profile.threads, "device": profile.devices.get(backend)}
+            assert item.options == {"threads": profile.cores(), "device": profile.devices.get(backend)}
         assert all(p.options["threads"] == 3 for p in plan(artifacts, profile, threads=3)[0])
     jetson = plan(artifacts, load_profile("jetson"))[0]
     assert [(p.name, p.options["device"]) for p in jetson] == [(ONNX, "tensorrt,cuda,cpu")]
-    assert load_profile("raspberry-pi").runner_options("ncnn") == {"threads": 4, "device": "cpu"}
+    assert load_profile("raspberry-pi").runner_options("ncnn") == {"threads": min(4, usable_cores()), "device": "cpu"}
 
 
 def test_default_baseline_is_the_first_fp32_artifact_of_the_reference_backend(exports):

@@ -119,7 +119,7 @@ def test_override_merges_over_the_shipped_default_and_the_detector_takes_quantiz
     recipe = load_recipe("openvino", path)
     assert recipe.calibration.size == 16 and recipe.calibration.seed == 0
     assert recipe.quantizer["overflow_fix"] is True and recipe.quantizer["preset"] == "mixed"
-    assert recipe.detector.quantizer == {"float_parts": "f32", "preset": "performance"}  # merged over the shipped
+    assert recipe.detector.quantizer == {"preset": "performance"}
     assert recipe.gate.layer_search is None and recipe.gate.accuracy_control.enabled is True
     assert load_recipe("ncnn").gate.layer_search.ranking_inputs == 8
 

@@ -199,11 +199,11 @@ def _quantize_pose(job: _Job, fp32: Artifact, calib: CalibrationSet, ground_trut
     keep = list(recipe.keep_float.groups)
     order = _revert_order(recipe, keep)
     accuracy_control = recipe.gate.accuracy_control
-    searches = accuracy_control is not None and accuracy_control.enabled  # the backend's own search, not groups
+    searches = accuracy_control is not None and accuracy_control.enabled  # the backend's own search, then groups
     why_not = unjudged_reason(fp32.meta.weights["kind"], scorer.metric)
     control = None
     attempts = []
-    candidates = tqdm(total=1 + (1 if searches else len(order)) if recipe.gate.fallback else 1, unit="candidate",
+    candidates = tqdm(total=1 + searches + len(order) if recipe.gate.fallback else 1, unit="candidate",
                       desc="INT8 candidates", disable=not job.progress, leave=False)
     while True:
         candidates.set_postfix_str(f"float: {', '.join(keep) or 'none'}")
@@ -213,11 +213,12 @@ def _quantize_pose(job: _Job, fp32: Artifact, calib: CalibrationSet, ground_trut
         attempts.append(Attempt(list(keep), int8_ap, verdict, "backend accuracy control" if control else "groups",
                                 int8.meta.quantization["reverted_layers"]))
         candidates.update()
-        if verdict.passed is not False or not recipe.gate.fallback or control is not None:
+        if verdict.passed is not False or not recipe.gate.fallback:
             break
-        if searches:
-            control = _accuracy_control(fp32, scorer, job.budget, accuracy_control)
+        if searches:  # the backend's own search first, once; where it ends over budget, the groups follow
+            searches, control = False, _accuracy_control(fp32, scorer, job.budget, accuracy_control)
             continue
+        control = None
         if not order:
             break
         keep.append(order.pop(0))

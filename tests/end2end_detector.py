@@ -38,7 +38,11 @@ def end2end_detector(raw_head: Path, out: Path, size: int | None = None) -> Path
     image.name = "input"
     maps = [o.name for o in graph.output]
     nodes, inits, points = [], [], []
-    const = lambda name, value: inits.append(numpy_helper.from_array(np.asarray(value), name)) or name  # noqa: E731
+
+    def const(name: str, value) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
     for i, output in enumerate(graph.output):
         rows, cols = (d.dim_value for d in output.type.tensor_type.shape.dim[1:3])
         nodes.append(helper.make_node("Reshape", [output.name, const(f"flat{i}", np.array([1, -1, 5]))],

@@ -4,7 +4,7 @@
 # Environment: RTMW_EDGE = what pip installs (default rtmw-edge; a wheel or a checkout path works too),
 # VENV = virtual environment to create or reuse, OUT = results folder.
 source "$(dirname "$0")/../common.sh"
-install_rtmw_edge openvino,onnxruntime,ncnn,report
+install_rtmw_edge report
 # INT8 speed hinges on these: VNNI (avx512_vnni / avx_vnni) or AMX, else AVX2 only
 grep -o -w -E 'avx2|avx512_vnni|avx_vnni|amx_int8' /proc/cpuinfo | sort -u | tr '\n' ' ' || true
 echo

@@ -6,8 +6,9 @@
 # JETSON_INDEX = pip index with NVIDIA's onnxruntime-gpu for this JetPack (PyPI's aarch64 onnxruntime is CPU-only).
 source "$(dirname "$0")/../common.sh"
 # not the [onnxruntime] extra: its CPU wheel would shadow the GPU build (both install the `onnxruntime` module)
-install_rtmw_edge ncnn
 "$venv/bin/python" -m pip install --quiet onnxruntime-gpu --index-url "${JETSON_INDEX:-https://pypi.jetson-ai-lab.dev/jp6/cu126}"
+# after NVIDIA's build: a runtime already installed is kept, so only the profile's other backends are added
+install_rtmw_edge
 "$venv/bin/python" -c "import onnxruntime as o, sys; p = o.get_available_providers(); \
 sys.exit(0 if 'TensorrtExecutionProvider' in p else f'this onnxruntime has no TensorRT provider: {p}')"
 # latency depends on the power mode (sudo nvpmodel -m 0; sudo jetson_clocks for the maximum): say which one ran

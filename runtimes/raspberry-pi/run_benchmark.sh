@@ -4,7 +4,7 @@
 # Environment: RTMW_EDGE = what pip installs (default rtmw-edge; a wheel or a checkout path works too),
 # VENV = virtual environment to create or reuse (Raspberry Pi OS refuses system-wide pip), OUT = results folder.
 source "$(dirname "$0")/../common.sh"
-install_rtmw_edge ncnn,onnxruntime,openvino
+install_rtmw_edge
 # a hot Pi lowers its clock mid-run: 0x0 means it was never throttled since boot
 if command -v vcgencmd >/dev/null; then echo "before: $(vcgencmd get_throttled)"; fi
 "$venv/bin/rtmw-edge" bench --device-profile "$here/profile.toml" --out "$out" "$@"

@@ -8,7 +8,8 @@ BGR frame with RGB mean/std, so it is given the RGB frame: both then feed the ne
 below: its keypoints against ours on the same FP32 ONNX). Ours: every person of the frame in one batch through
 `Predictor`, on OpenVINO INT8 (default: made by `quantize()` from untrained weights, which do not change speed)
 and, to show where the gain comes from, on FP32 artifacts of the same weights. All run interleaved, round after
-round, on the same 5 ground-truth boxes (no detector); speed-ups come with a 95% paired bootstrap interval.
+round, on the same 5 ground-truth boxes (no detector); speed-ups come with a 95% paired bootstrap interval. A last
+row times our INT8 network alone on the frame's crops: how far pre/post-processing is from the bound.
 
     python benchmarks/pipeline_vs_rtmlib.py [--int8 ARTIFACT --onnx FP32_ONNX_ARTIFACT] [--rounds 30]
                                             [--people 5] [--gt COCO_WHOLEBODY_JSON] [--rtmlib DIR]
@@ -30,7 +31,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from rtmw_edge import topdown
 from rtmw_edge.artifact import load_artifact
+from rtmw_edge.backends.base import PixelRunner
 from rtmw_edge.bench.timing import interleaved_latency, speedup
 from rtmw_edge.cache import cache_dir
 from rtmw_edge.exporter import export_model
@@ -43,6 +46,7 @@ RTMLIB = "rtmlib==0.0.16"
 RTMLIB_BACKENDS = ("onnxruntime", "openvino")
 MINI_GT = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-wholebody-mini" / "example_wholebody_val.json"
 TARGET = 2.2
+NETWORK_ALONE = "ours: the INT8 network alone on the same crops (no pre/post-processing)"
 # Calibration size changes accuracy, not speed: a small set keeps the default INT8 quick to make.
 QUICK_RECIPE = "[calibration]\nsize = 64\n[quantizer]\nsubset_size = 64\n"
 
@@ -107,8 +111,17 @@ def main() -> None:
                  for b, m in theirs.items()}
         calls |= {f"ours: {p.artifact.meta.label}, one batch": (lambda p=p: p.predict(image, boxes))
                   for p in ours.values()}
+        calls[NETWORK_ALONE] = network_alone(ours[int8], image, boxes)
         times = interleaved_latency(calls, runs=args.rounds, warmup=3, progress=True)
     report(times, f"ours: {ours[int8].artifact.meta.label}, one batch", name, image, len(boxes), args)
+
+
+def network_alone(predictor: Predictor, image: np.ndarray, boxes: np.ndarray):
+    """Our INT8 network on the frame's crops without any pre- or post-processing: the bound on our side."""
+    crops = topdown.crop(image, boxes, predictor.input_hw)
+    if isinstance(predictor.runner, PixelRunner):
+        return lambda: predictor.runner.run_pixels(crops.pixels, topdown.MEAN_RGB, topdown.STD_RGB)
+    return lambda: predictor.runner.run(crops.batch)
 
 
 def check_same_work(theirs, ours: Predictor, image: np.ndarray, rgb: np.ndarray, boxes: np.ndarray) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 from rtmw_edge import topdown
 from rtmw_edge.artifact import Artifact, load_artifact
 from rtmw_edge.backends import open_runner
-from rtmw_edge.backends.base import Runner
+from rtmw_edge.backends.base import PixelRunner, Runner
 from rtmw_edge.detector import as_bgr, open_detector
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.keypoints import NUM_KEYPOINTS, PARTS
@@ -154,7 +154,7 @@ class Predictor:
         if not len(boxes):
             return []
         crops = topdown.crop(image, boxes[:, :4], self.input_hw)
-        logits = self.simcc(crops.batch)
+        logits = self._crop_simcc(crops)
         keypoints, scores = topdown.decode(logits[0], logits[1], self.split_ratio)
         keypoints = topdown.to_image(keypoints, crops.centers, crops.scales, self.input_hw)
         lifted = self._lift(keypoints, scores, logits[2], image.shape[:2]) if self.depth else [{}] * len(boxes)
@@ -173,12 +173,24 @@ class Predictor:
                 for p, m in zip(points, metres, strict=True)]
 
     def simcc(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
-        """SimCC logits of a crop batch (x, y; and z for a 3D model), flip-averaged when asked; the mirrored views
-        ride in the same batch."""
+        """SimCC logits of a normalised crop batch (x, y; and z for a 3D model), flip-averaged when asked; the
+        mirrored views ride in the same batch."""
+        return self._logits(batch, self.runner.run, topdown.flip_batch)
+
+    def _crop_simcc(self, crops: topdown.Crops) -> tuple[np.ndarray, ...]:
+        """`simcc` of warped crops: as pixels where the runner normalises them itself (the same numbers)."""
+        if isinstance(self.runner, PixelRunner):
+            def run(pixels: np.ndarray) -> list[np.ndarray]:
+                return self.runner.run_pixels(pixels, topdown.MEAN_RGB, topdown.STD_RGB)
+            return self._logits(crops.pixels, run, topdown.flip_pixels)
+        return self.simcc(crops.batch)
+
+    def _logits(self, batch: np.ndarray, run: Callable[[np.ndarray], list[np.ndarray]],
+                flip: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, ...]:
         count = len(batch)
         if self.flip_test:
-            batch = np.concatenate([batch, topdown.flip_batch(batch)])
-        outputs = tuple(self.runner.run(batch)[:3 if self.depth else 2])
+            batch = np.concatenate([batch, flip(batch)])
+        outputs = tuple(run(batch)[:3 if self.depth else 2])
         simcc_x, simcc_y = outputs[:2]
         broken = np.logical_or.reduce([_broken_rows(o) for o in outputs])
         broken = broken[:count] | broken[count:] if self.flip_test else broken

@@ -21,11 +21,21 @@ STD_RGB = (58.395, 57.12, 57.375)
 
 @dataclass(frozen=True)
 class Crops:
-    """A batch of network inputs and the geometry needed to map predictions back to the image."""
+    """A batch of network inputs and the geometry needed to map predictions back to the image.
 
-    batch: np.ndarray  # [N,3,H,W] float32, normalised RGB
+    `pixels` are the warped crops as the image had them; `batch` normalises them on first use, so a runner that
+    normalises inside its own graph (`PixelRunner`) takes the pixels and the frame skips numpy's pass.
+    """
+
+    pixels: np.ndarray  # [N,H,W,3] uint8 BGR
     centers: np.ndarray  # [N,2] float32
     scales: np.ndarray  # [N,2] float32, (w, h) of the region fed to the network
+    dtype: type = np.float32
+
+    @functools.cached_property
+    def batch(self) -> np.ndarray:
+        """[N,3,H,W] normalised RGB in `dtype`."""
+        return normalize(self.pixels, self.dtype)
 
 
 def box_to_center_scale(boxes: np.ndarray, input_hw: tuple[int, int],
@@ -60,14 +70,13 @@ def _third_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def crop(image_bgr: np.ndarray, boxes: np.ndarray, input_hw: tuple[int, int], dtype=np.float32) -> Crops:
-    """Warp every box of one BGR image to the network input and normalise, as one batch."""
+    """Warp every box of one BGR image to the network input, as one batch (normalised on first use of `batch`)."""
     centers, scales = box_to_center_scale(boxes, input_hw)
-    size = (input_hw[1], input_hw[0])
-    warped = np.stack([
-        cv2.warpAffine(image_bgr, warp_matrix(c, s, input_hw), size, flags=cv2.INTER_LINEAR)
-        for c, s in zip(centers, scales, strict=True)
-    ]) if len(centers) else np.zeros((0, *input_hw, 3), np.uint8)
-    return Crops(normalize(warped, dtype), centers, scales)
+    warped = np.empty((len(centers), *input_hw, 3), np.uint8)
+    for out, center, scale in zip(warped, centers, scales, strict=True):  # written in place: no stacking copy
+        cv2.warpAffine(image_bgr, warp_matrix(center, scale, input_hw), (input_hw[1], input_hw[0]), dst=out,
+                       flags=cv2.INTER_LINEAR)
+    return Crops(warped, centers, scales, dtype)
 
 
 def normalize(crops_bgr: np.ndarray, dtype=np.float32) -> np.ndarray:
@@ -92,6 +101,11 @@ def _normalize_table(dtype: np.dtype) -> np.ndarray:
 def flip_batch(batch: np.ndarray) -> np.ndarray:
     """Mirror network inputs left-right (the flip test's second view)."""
     return np.ascontiguousarray(batch[..., ::-1])
+
+
+def flip_pixels(pixels: np.ndarray) -> np.ndarray:
+    """Mirror [N,H,W,3] crops left-right: `flip_batch` before normalisation."""
+    return np.ascontiguousarray(pixels[:, :, ::-1])
 
 
 def merge_flip(simcc_x: np.ndarray, simcc_y: np.ndarray, flip_x: np.ndarray, flip_y: np.ndarray,

@@ -20,7 +20,7 @@ from tiny_artifact import constant_artifact
 from rtmw_edge import cli, topdown
 from rtmw_edge.artifact import load_artifact
 from rtmw_edge.backends import BACKENDS
-from rtmw_edge.backends.base import Tolerance
+from rtmw_edge.backends.base import PixelRunner, Tolerance
 from rtmw_edge.detector import box_iou
 from rtmw_edge.errors import MissingExtraError, RtmwEdgeError
 from rtmw_edge.evaluation import evaluate, load_ground_truth, load_results
@@ -140,6 +140,35 @@ def test_backends_give_onnxruntimes_keypoints_on_the_mini_photos(untrained_predi
 
 
 # --------------------------------------------------------------------------------- mmpose's oracle
+
+@pytest.mark.parametrize("fmt", ["openvino", "ncnn"])
+def test_pixels_normalised_by_the_runtime_give_the_logits_of_numpys_normalisation(untrained_artifacts, mini, fmt):
+    """OpenVINO and ncnn take predict's crops as uint8 pixels (their own pre-processing converts, reorders and
+    normalises them): the logits must be those of the float batch topdown normalises, whichever path ran first."""
+    model = Predictor(untrained_artifacts[fmt], threads=THREADS)
+    assert isinstance(model.runner, PixelRunner)
+    _, image, boxes = mini[0]
+    crops = topdown.crop(image, boxes, model.input_hw)
+    from_pixels = model.runner.run_pixels(crops.pixels, topdown.MEAN_RGB, topdown.STD_RGB)
+    from_floats = model.runner.run(crops.batch)  # OpenVINO compiles it again: the pixel path released it
+    for got, want in zip(from_pixels, from_floats, strict=True):
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    with pytest.raises(RtmwEdgeError, match=r"expected uint8 crops \[N,256,192,3\]"):
+        model.runner.run_pixels(crops.batch, topdown.MEAN_RGB, topdown.STD_RGB)
+
+
+@pytest.mark.parametrize("flip", [False, True], ids=["noflip", "flip"])
+@pytest.mark.parametrize("fmt", ["openvino", "ncnn"])
+def test_predict_on_pixels_gives_the_keypoints_of_the_float_batch(untrained_artifacts, mini, fmt, flip):
+    model = Predictor(untrained_artifacts[fmt], threads=THREADS, flip_test=flip)
+    _, image, boxes = mini[1]
+    keypoints, scores = _stack(model.predict(image, boxes))
+    crops = topdown.crop(image, boxes, model.input_hw)
+    want, want_scores = topdown.decode(*model.simcc(crops.batch)[:2], model.split_ratio)
+    want = topdown.to_image(want, crops.centers, crops.scales, model.input_hw)
+    assert np.mean((np.abs(keypoints - want) / _bin_px(boxes, model)).max(axis=-1) <= ONE_BIN) >= MIN_AGREEMENT
+    np.testing.assert_allclose(scores, want_scores, atol=AGREEMENT_SCORE_ERR)
+
 
 @pytest.mark.parametrize("flip", [False, True], ids=["noflip", "flip"])
 @pytest.mark.parametrize("fmt", FORMATS)

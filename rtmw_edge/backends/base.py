@@ -30,6 +30,19 @@ class Runner(Protocol):
     def run(self, batch: np.ndarray) -> list[np.ndarray]: ...
 
 
+@runtime_checkable
+class PixelRunner(Protocol):
+    """A runner that can also take the crops as pixels and normalise them inside its own graph.
+
+    `run_pixels` gets [N,H,W,3] uint8 BGR crops and computes what `run` computes on (RGB - mean) / std of them;
+    the runtime then converts, reorders and normalises in its own threads, fused with the first layer, which
+    saves the frame numpy's pass over every pixel (a pose network's input is the largest tensor it reads).
+    """
+
+    def run_pixels(self, pixels: np.ndarray, mean_rgb: Sequence[float], std_rgb: Sequence[float]
+                   ) -> list[np.ndarray]: ...
+
+
 @dataclass(frozen=True)
 class Tolerance:
     """How far an exported artifact may stray from its source on the probe input.
@@ -192,3 +205,12 @@ def as_batch(batch: np.ndarray, input_shape: tuple[int, int, int], path: Path) -
     if batch.ndim != 4 or batch.shape[0] < 1 or tuple(batch.shape[1:]) != tuple(input_shape):
         raise RtmwEdgeError(f"{path}: expected a batch [N,{','.join(map(str, input_shape))}], got {batch.shape}")
     return np.ascontiguousarray(batch, dtype=np.float32)
+
+
+def as_pixels(pixels: np.ndarray, input_shape: tuple[int, int, int], path: Path) -> np.ndarray:
+    """`PixelRunner` crops as contiguous uint8 [N,H,W,3], rejected with a clear message when they cannot fit."""
+    height, width = input_shape[1:]
+    if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[0] < 1 or pixels.shape[1:] != (height, width, 3):
+        raise RtmwEdgeError(f"{path}: expected uint8 crops [N,{height},{width},3], got {pixels.dtype} "
+                            f"{list(pixels.shape)}")
+    return np.ascontiguousarray(pixels)

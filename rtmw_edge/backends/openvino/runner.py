@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import openvino as ov
+from openvino.preprocess import ColorFormat, PrePostProcessor
 
-from rtmw_edge.backends.base import as_batch, select_names
+from rtmw_edge.backends.base import as_batch, as_pixels, select_names
 from rtmw_edge.backends.openvino import BACKEND
 from rtmw_edge.errors import RtmwEdgeError
 from rtmw_edge.machine import cpu_flags
@@ -21,7 +22,8 @@ FLOAT_PARTS_INFO = ["rtmw_edge", "float_parts"]  # where the IR keeps the choice
 
 
 class OpenVinoRunner:
-    """An IR compiled once with a free batch axis, run through one reused infer request."""
+    """An IR compiled once with a free batch axis, run through one reused infer request; given pixels, a second
+    compilation with OpenVINO's own pre-processing in front (uint8 BGR NHWC in, the same network after it)."""
 
     backend = "openvino"
 
@@ -54,14 +56,49 @@ class OpenVinoRunner:
             config["INFERENCE_PRECISION_HINT"] = self.computes
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        compiled = core.compile_model(model, device, config)
-        self._ports = [compiled.output(name) for name in self.output_names]
-        self._request = compiled.create_infer_request()
+        self._compile = lambda m: _Compiled(core.compile_model(m, device, config), self.output_names)
+        self._model = model
+        self._float: _Compiled | None = self._compile(model)  # at opening: its errors and time belong to loading
+        self._float_used = False
+        self._pixels: dict[tuple, _Compiled] = {}
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        self._request.infer({self.input_name: as_batch(batch, self.input_shape, self.path)})
+        if self._float is None:
+            self._float = self._compile(self._model)
+        self._float_used = True
+        return self._float.run(self.input_name, as_batch(batch, self.input_shape, self.path))
+
+    def run_pixels(self, pixels: np.ndarray, mean_rgb: Sequence[float], std_rgb: Sequence[float]) -> list[np.ndarray]:
+        key = (tuple(mean_rgb), tuple(std_rgb))
+        if key not in self._pixels:
+            self._pixels[key] = self._compile(_with_pixel_input(self._model, self.input_name, *key))
+            if not self._float_used:  # a Predictor's runner: the float compilation would only hold memory
+                self._float = None
+        return self._pixels[key].run(self.input_name, as_pixels(pixels, self.input_shape, self.path))
+
+
+class _Compiled:
+    """One compiled model and its reused infer request."""
+
+    def __init__(self, compiled: ov.CompiledModel, output_names: Sequence[str]) -> None:
+        self._ports = [compiled.output(name) for name in output_names]
+        self._request = compiled.create_infer_request()
+
+    def run(self, input_name: str, batch: np.ndarray) -> list[np.ndarray]:
+        self._request.infer({input_name: batch})
         # The request reuses its output buffers on the next call, so hand out copies.
         return [self._request.get_tensor(port).data.copy() for port in self._ports]
+
+
+def _with_pixel_input(model: ov.Model, input_name: str, mean_rgb: tuple, std_rgb: tuple) -> ov.Model:
+    """`model` behind OpenVINO's pre-processing: uint8 BGR NHWC -> float32 RGB NCHW, (x - mean) / std."""
+    steps = PrePostProcessor(model.clone())
+    steps.input(input_name).tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")) \
+        .set_color_format(ColorFormat.BGR)
+    steps.input(input_name).model().set_layout(ov.Layout("NCHW"))
+    steps.input(input_name).preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB) \
+        .mean(list(mean_rgb)).scale(list(std_rgb))
+    return steps.build()
 
 
 def _float_parts(model: ov.Model) -> str:

@@ -33,7 +33,6 @@ import numpy as np
 
 from rtmw_edge import topdown
 from rtmw_edge.artifact import load_artifact
-from rtmw_edge.backends.base import PixelRunner
 from rtmw_edge.bench.timing import interleaved_latency, speedup
 from rtmw_edge.cache import cache_dir
 from rtmw_edge.exporter import export_model
@@ -46,6 +45,7 @@ RTMLIB = "rtmlib==0.0.16"
 RTMLIB_BACKENDS = ("onnxruntime", "openvino")
 MINI_GT = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-wholebody-mini" / "example_wholebody_val.json"
 TARGET = 2.2
+MIN_ROUNDS = 20  # fewer rounds give a bootstrap interval too narrow to trust (3 rounds under load "met" 2.22x)
 NETWORK_ALONE = "ours: the INT8 network alone on the same crops (no pre/post-processing)"
 # Calibration size changes accuracy, not speed: a small set keeps the default INT8 quick to make.
 QUICK_RECIPE = "[calibration]\nsize = 64\n[quantizer]\nsubset_size = 64\n"
@@ -117,11 +117,9 @@ def main() -> None:
 
 
 def network_alone(predictor: Predictor, image: np.ndarray, boxes: np.ndarray):
-    """Our INT8 network on the frame's crops without any pre- or post-processing: the bound on our side."""
+    """Our INT8 network on the frame's crops, warped once beforehand, without decoding: the bound on our side."""
     crops = topdown.crop(image, boxes, predictor.input_hw)
-    if isinstance(predictor.runner, PixelRunner):
-        return lambda: predictor.runner.run_pixels(crops.pixels, topdown.MEAN_RGB, topdown.STD_RGB)
-    return lambda: predictor.runner.run(crops.batch)
+    return lambda: predictor.simcc_of(crops)
 
 
 def check_same_work(theirs, ours: Predictor, image: np.ndarray, rgb: np.ndarray, boxes: np.ndarray) -> None:
@@ -148,7 +146,8 @@ def report(times: dict[str, np.ndarray], ours: str, name: str, image: np.ndarray
           f"{len(os.sched_getaffinity(0))} cores, flags: {isa}")
     print(format_table(["pipeline", "ms/frame (median)", "FPS", f"vs {best.split(':')[0]} [95% CI]"], rows))
     ratio, low, high = speedup(times[best], times[ours])
-    verdict = "met" if low >= TARGET else "met on the median only" if ratio >= TARGET else "NOT met"
+    verdict = (f"not judged (fewer than {MIN_ROUNDS} rounds)" if args.rounds < MIN_ROUNDS
+               else "met" if low >= TARGET else "met on the median only" if ratio >= TARGET else "NOT met")
     print(f"target: ours >= {TARGET}x rtmlib's best ({best.split(':')[0]}): {verdict} ({ratio:.2f}x, 95% paired "
           f"bootstrap interval {low:.2f}-{high:.2f})")
 

@@ -154,7 +154,7 @@ class Predictor:
         if not len(boxes):
             return []
         crops = topdown.crop(image, boxes[:, :4], self.input_hw)
-        logits = self._crop_simcc(crops)
+        logits = self.simcc_of(crops)
         keypoints, scores = topdown.decode(logits[0], logits[1], self.split_ratio)
         keypoints = topdown.to_image(keypoints, crops.centers, crops.scales, self.input_hw)
         lifted = self._lift(keypoints, scores, logits[2], image.shape[:2]) if self.depth else [{}] * len(boxes)
@@ -177,7 +177,7 @@ class Predictor:
         mirrored views ride in the same batch."""
         return self._logits(batch, self.runner.run, topdown.flip_batch)
 
-    def _crop_simcc(self, crops: topdown.Crops) -> tuple[np.ndarray, ...]:
+    def simcc_of(self, crops: topdown.Crops) -> tuple[np.ndarray, ...]:
         """`simcc` of warped crops: as pixels where the runner normalises them itself (the same numbers)."""
         if isinstance(self.runner, PixelRunner):
             def run(pixels: np.ndarray) -> list[np.ndarray]:

@@ -13,7 +13,7 @@ import torch
 from oracle import MINI_DIR, MODELS_DIR, need, oracle_npz, oracle_state_dict
 
 from rtmw_edge.artifact import load_artifact
-from rtmw_edge.backends import get_backend, open_runner
+from rtmw_edge.backends import BACKENDS, get_backend, open_runner
 from rtmw_edge.backends.base import Tolerance
 from rtmw_edge.cli import main
 from rtmw_edge.errors import RtmwEdgeError
@@ -136,8 +136,10 @@ def test_trained_detector_loses_at_most_one_ap_in_int8(openvino_run):
 
 def test_int8_float_parts_compute_in_f32_by_default(openvino_run):
     folder = openvino_run[0].folder
-    for name in ("rtmw-m-256x192-openvino-int8", "rtmdet-nano-openvino-int8"):
-        assert open_runner(load_artifact(folder / name).main_path, precision="int8").computes == "f32"
+    int8 = sorted(folder.glob("*-int8"))
+    assert len(int8) == 2  # the pose model and the detector
+    for artifact in int8:
+        assert open_runner(load_artifact(artifact).main_path, precision="int8").computes == "f32"
 
 
 def test_int8_artifact_runs_in_the_predictor(openvino_run):
@@ -266,17 +268,17 @@ def test_the_recipe_budget_decides_the_verdict(tmp_path, oracle_onnx):
     assert strict.record.accuracy == loose.record.accuracy  # the same INT8 model: only the budget differs
 
 
-def test_openvino_failed_gate_runs_nncf_accuracy_control_then_the_groups_until_within_budget(tmp_path):
-    """--max-drop 0 0: NNCF's search (2 iterations) cannot meet it; the groups follow, one more each attempt,
-    until the gate passes (with every group float, INT8 is FP32's own network). Most groups start float, so
-    three are left to revert (the whole chain of seven took 400 s of CI)."""
-    keep = [*load_recipe("openvino").keep_float.groups, "neck", "backbone.stage1", "backbone.stage2",
-            "backbone.stage3"]
-    recipe = fast_recipe(tmp_path, "openvino", LOOSE_BUDGET + "[gate.accuracy_control]\nmax_iterations = 2\n"
+def test_a_failed_gate_runs_the_backends_accuracy_control_then_the_groups_until_within_budget(tmp_path):
+    """--max-drop 0 0: the backend's own search (NNCF's on OpenVINO, 2 iterations) cannot meet it; the groups
+    follow, one more each attempt, until the gate passes (with every group float, INT8 is FP32's own network).
+    Most groups start float, so three are left to revert (the whole chain of seven took 400 s of CI)."""
+    backend = next(name for name, record in BACKENDS.items() if record.accuracy_control)
+    keep = [*load_recipe(backend).keep_float.groups, "neck", "backbone.stage1", "backbone.stage2", "backbone.stage3"]
+    recipe = fast_recipe(tmp_path, backend, LOOSE_BUDGET + "[gate.accuracy_control]\nmax_iterations = 2\n"
                          f"[keep_float]\ngroups = {keep!r}\n".replace("'", '"'))
-    code = main(["quantize", "--backend", "openvino", "--source", str(oracle_source(tmp_path, "openvino")),
+    code = main(["quantize", "--backend", backend, "--source", str(oracle_source(tmp_path, backend)),
                  "--recipe", str(recipe), "--max-drop", "0", "0", "--float-precisions", "--out", str(tmp_path / "q")])
-    record = read_record(tmp_path / "q" / "rtmw-m-256x192-openvino")
+    record = read_record(tmp_path / "q" / f"rtmw-m-256x192-{backend}")
     first, controlled, *groups = record.attempts
     assert first.search == "groups" and controlled.search == "backend accuracy control"
     assert first.verdict.passed is False and controlled.verdict.passed is False

@@ -93,10 +93,10 @@ class _Compiled:
 def _with_pixel_input(model: ov.Model, input_name: str, mean_rgb: tuple, std_rgb: tuple) -> ov.Model:
     """`model` behind OpenVINO's pre-processing: uint8 BGR NHWC -> float32 RGB NCHW, (x - mean) / std."""
     steps = PrePostProcessor(model.clone())
-    steps.input(input_name).tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")) \
-        .set_color_format(ColorFormat.BGR)
-    steps.input(input_name).model().set_layout(ov.Layout("NCHW"))
-    steps.input(input_name).preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB) \
+    given = steps.input(input_name)
+    given.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
+    given.model().set_layout(ov.Layout("NCHW"))
+    given.preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB) \
         .mean(list(mean_rgb)).scale(list(std_rgb))
     return steps.build()
 

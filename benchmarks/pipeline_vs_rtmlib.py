@@ -8,8 +8,9 @@ BGR frame with RGB mean/std, so it is given the RGB frame: both then feed the ne
 below: its keypoints against ours on the same FP32 ONNX). Ours: every person of the frame in one batch through
 `Predictor`, on OpenVINO INT8 (default: made by `quantize()` from untrained weights, which do not change speed)
 and, to show where the gain comes from, on FP32 artifacts of the same weights. All run interleaved, round after
-round, on the same 5 ground-truth boxes (no detector); speed-ups come with a 95% paired bootstrap interval. A last
-row times our INT8 network alone on the frame's crops: how far pre/post-processing is from the bound.
+round, on the same 5 ground-truth boxes (no detector); speed-ups come with a 95% paired bootstrap interval. The
+last rows time the networks alone on the frame's crops, warped beforehand (ours: INT8, one batch; rtmlib's: its own
+`inference()`, one person per call): how far pre/post-processing is from the bound, on both sides.
 
     python benchmarks/pipeline_vs_rtmlib.py [--int8 ARTIFACT --onnx FP32_ONNX_ARTIFACT] [--rounds 30]
                                             [--people 5] [--gt COCO_WHOLEBODY_JSON] [--rtmlib DIR]
@@ -47,6 +48,7 @@ MINI_GT = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-wholeb
 TARGET = 2.2
 MIN_ROUNDS = 20  # fewer rounds give a bootstrap interval too narrow to trust (3 rounds under load "met" 2.22x)
 NETWORK_ALONE = "ours: the INT8 network alone on the same crops (no pre/post-processing)"
+THEIR_NETWORK = "rtmlib {}: its network alone, one person per call (no pre/post-processing)"
 # Calibration size changes accuracy, not speed: a small set keeps the default INT8 quick to make.
 QUICK_RECIPE = "[calibration]\nsize = 64\n[quantizer]\nsubset_size = 64\n"
 
@@ -109,17 +111,25 @@ def main() -> None:
         check_same_work(theirs["onnxruntime"], ours[onnx], image, rgb, boxes)
         calls = {f"rtmlib {b}: {onnx_file.name}, one person per call": (lambda m=m: m(rgb, bboxes=list(boxes)))
                  for b, m in theirs.items()}
+        baselines = list(calls)
         calls |= {f"ours: {p.artifact.meta.label}, one batch": (lambda p=p: p.predict(image, boxes))
                   for p in ours.values()}
         calls[NETWORK_ALONE] = network_alone(ours[int8], image, boxes)
+        calls |= {THEIR_NETWORK.format(b): their_network_alone(m, rgb, boxes) for b, m in theirs.items()}
         times = interleaved_latency(calls, runs=args.rounds, warmup=3, progress=True)
-    report(times, f"ours: {ours[int8].artifact.meta.label}, one batch", name, image, len(boxes), args)
+    report(times, baselines, f"ours: {ours[int8].artifact.meta.label}, one batch", name, image, len(boxes), args)
 
 
 def network_alone(predictor: Predictor, image: np.ndarray, boxes: np.ndarray):
     """Our INT8 network on the frame's crops, warped once beforehand, without decoding: the bound on our side."""
     crops = topdown.crop(image, boxes, predictor.input_hw)
     return lambda: predictor.simcc_of(crops)
+
+
+def their_network_alone(theirs, rgb: np.ndarray, boxes: np.ndarray):
+    """rtmlib's own inference() on the crops its own preprocess() made beforehand: its side of the bound."""
+    crops = [theirs.preprocess(rgb, box)[0] for box in boxes]
+    return lambda: [theirs.inference(crop) for crop in crops]
 
 
 def check_same_work(theirs, ours: Predictor, image: np.ndarray, rgb: np.ndarray, boxes: np.ndarray) -> None:
@@ -131,10 +141,9 @@ def check_same_work(theirs, ours: Predictor, image: np.ndarray, rgb: np.ndarray,
           f"median distance {np.median(distance):.2f} px")
 
 
-def report(times: dict[str, np.ndarray], ours: str, name: str, image: np.ndarray, people: int,
+def report(times: dict[str, np.ndarray], baselines: list[str], ours: str, name: str, image: np.ndarray, people: int,
            args: argparse.Namespace) -> None:
-    theirs = [label for label in times if label.startswith("rtmlib")]
-    best = min(theirs, key=lambda label: float(np.median(times[label])))
+    best = min(baselines, key=lambda label: float(np.median(times[label])))
     rows = []
     for label, series in times.items():
         ratio, low, high = speedup(times[best], series)

@@ -7,6 +7,7 @@ A 3D artifact (RTMW3D: a `depth` section in its decoding) also gives each person
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -180,8 +181,7 @@ class Predictor:
     def simcc_of(self, crops: topdown.Crops) -> tuple[np.ndarray, ...]:
         """`simcc` of warped crops: as pixels where the runner normalises them itself (the same numbers)."""
         if isinstance(self.runner, PixelRunner):
-            def run(pixels: np.ndarray) -> list[np.ndarray]:
-                return self.runner.run_pixels(pixels, topdown.MEAN_RGB, topdown.STD_RGB)
+            run = functools.partial(self.runner.run_pixels, mean_rgb=topdown.MEAN_RGB, std_rgb=topdown.STD_RGB)
             return self._logits(crops.pixels, run, topdown.flip_pixels)
         return self.simcc(crops.batch)
 

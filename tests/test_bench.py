@@ -394,4 +394,3 @@ def test_bench_runs_the_precisions_this_cpu_computes_and_names_the_flag_of_the_o
     assert f"Device profile intel-cpu prefers openvino {preferred.precision} on this CPU" in report
     assert all(f"Not run: rtmw-m-256x192-openvino-{p}" in report for p in lacking)
 
-

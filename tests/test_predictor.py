@@ -143,7 +143,7 @@ def test_backends_give_onnxruntimes_keypoints_on_the_mini_photos(untrained_predi
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_pixels_normalised_by_the_runtime_give_the_logits_of_numpys_normalisation(untrained_artifacts, mini, fmt):
-    """A runner with its own pre-processing (OpenVINO's, ncnn's) takes predict's crops as uint8 pixels: the logits
+    """A runner with its own pre-processing (a `PixelRunner`) takes predict's crops as uint8 pixels: the logits
     must be those of the float batch topdown normalises, whichever path ran first."""
     model = Predictor(untrained_artifacts[fmt], threads=THREADS)
     if not isinstance(model.runner, PixelRunner):
@@ -151,7 +151,7 @@ def test_pixels_normalised_by_the_runtime_give_the_logits_of_numpys_normalisatio
     _, image, boxes = mini[0]
     crops = topdown.crop(image, boxes, model.input_hw)
     from_pixels = model.runner.run_pixels(crops.pixels, topdown.MEAN_RGB, topdown.STD_RGB)
-    from_floats = model.runner.run(crops.batch)  # OpenVINO compiles it again: the pixel path released it
+    from_floats = model.runner.run(crops.batch)  # a runner may compile it again: the pixel path can release it
     for got, want in zip(from_pixels, from_floats, strict=True):
         assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
     with pytest.raises(RtmwEdgeError, match=r"expected uint8 crops \[N,256,192,3\]"):

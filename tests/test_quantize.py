@@ -269,7 +269,7 @@ def test_the_recipe_budget_decides_the_verdict(tmp_path, oracle_onnx):
 
 
 def test_a_failed_gate_runs_the_backends_accuracy_control_then_the_groups_until_within_budget(tmp_path):
-    """--max-drop 0 0: the backend's own search (NNCF's on OpenVINO, 2 iterations) cannot meet it; the groups
+    """--max-drop 0 0: the backend's own search (2 iterations) cannot meet it; the groups
     follow, one more each attempt, until the gate passes (with every group float, INT8 is FP32's own network).
     Most groups start float, so three are left to revert (the whole chain of seven took 400 s of CI)."""
     backend = next(name for name, record in BACKENDS.items() if record.accuracy_control)

@@ -1,7 +1,7 @@
 """Latency measured the fair way on a shared machine: runs interleaved across models (A B C, C A B, ...), each
-round in a new order: a call can slow the one after it (most likely ONNX Runtime's threads, which spin for a while
-after a call), and in a fixed order that would always hit the same one (measured: the same OpenVINO INT8 network
-took 109.4 ms right after ONNX Runtime, where the whole pipeline around it took 96.2 ms elsewhere in the round)."""
+round in a new order: a call can slow the one after it (most likely a runtime whose threads spin for a while after
+a call), and in a fixed order that would always hit the same one (measured: the same INT8 network took 109.4 ms
+right after such a runtime, where the whole pipeline around it took 96.2 ms elsewhere in the round)."""
 
 from __future__ import annotations
 

@@ -103,7 +103,7 @@ def _with_pixel_input(model: ov.Model, input_name: str, mean_rgb: tuple, std_rgb
 
 def _float_parts(model: ov.Model) -> str:
     """What an INT8 IR's float parts (the layers its recipe kept float) compute in: bf16 where its quantizer said
-    so and this CPU has bf16 units (about 12% faster for rtmw-m on AMX, and what its gate measured there), else f32."""
+    so and this CPU has bf16 units (4-12% faster for rtmw-m on AMX, and what its gate measured there), else f32."""
     wanted = model.get_rt_info(FLOAT_PARTS_INFO).astype(str) if model.has_rt_info(FLOAT_PARTS_INFO) else "f32"
     return "bf16" if wanted == "bf16" and not BACKEND.lacks("bf16", cpu_flags()) else "f32"
 
